@@ -1,0 +1,167 @@
+"""The server's settings: one typed object, resolved from four sources.
+
+Precedence, highest first: command-line flag, ``OPENECR_<NAME>`` environment variable, the
+optional TOML file (``--config`` / ``OPENECR_CONFIG``), the built-in default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "Settings", "resolve_settings"]
+
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot start with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``openecr serve`` can be told. Field docs double as ``--help`` texts."""
+
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on."})
+    port: int = field(default=5000, metadata={"help": "TCP port for the ECR API and /v2/."})
+    data_dir: Path = field(
+        default=Path("./openecr-data"),
+        metadata={"help": "Directory for the embedded database, blobs and generated keys."},
+    )
+    database_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Metadata database: sqlite:///PATH or postgresql://USER@HOST:PORT/DB. "
+            "Default: SQLite in the data directory."
+        },
+    )
+    public_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "Externally reachable base URL of this server, used in repositoryUri "
+            "and proxyEndpoint. Default: http://HOST:PORT."
+        },
+    )
+    account_id: str = field(
+        default="000000000000",
+        metadata={"help": "The default account (registryId), 12 digits."},
+    )
+    region: str = field(
+        default="us-east-1",
+        metadata={"help": "Region used where a request carries none (e.g. /v2/ requests)."},
+    )
+    access_key_id: str | None = field(
+        default=None,
+        metadata={"help": "Access key id accepted for the default account."},
+    )
+    secret_access_key: str | None = field(
+        default=None,
+        metadata={"help": "Secret access key paired with --access-key-id."},
+    )
+    insecure_accept_any_credentials: bool = field(
+        default=False,
+        metadata={
+            "help": "INSECURE, for test harnesses: accept any SigV4 signature and map it to "
+            "the default account. /v2/ still requires a token from GetAuthorizationToken."
+        },
+    )
+    log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
+    config: Path | None = field(
+        default=None, metadata={"help": "Optional TOML file with any of these settings."}
+    )
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'metadata.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    def validate(self) -> None:
+        if not _ACCOUNT_ID.fullmatch(self.account_id):
+            raise ConfigError(f"account_id must be 12 digits, got {self.account_id!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ConfigError("access_key_id and secret_access_key must be given together")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(f"log_level must be debug, info, warning or error: {self.log_level}")
+        url = self.effective_database_url
+        if not url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+asyncpg:")):
+            raise ConfigError(f"database_url must be sqlite:/// or postgresql://, got {url!r}")
+
+
+def _coerce(name: str, target: Any, raw: Any) -> Any:
+    """Converts an environment string or TOML value to the field's type."""
+    if raw is None:
+        return None
+    if target in (bool, "bool"):
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    if target in (int, "int"):
+        try:
+            return int(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if target in ("Path", "Path | None"):
+        return Path(str(raw))
+    return str(raw)
+
+
+def resolve_settings(
+    flags: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Builds the settings from explicit flags (None = not given), env and the TOML file."""
+    environ = os.environ if environ is None else environ
+    env_values = {
+        f.name: environ[f"OPENECR_{f.name.upper()}"]
+        for f in fields(Settings)
+        if f"OPENECR_{f.name.upper()}" in environ
+    }
+    config_path = flags.get("config") or env_values.get("config")
+    file_values: dict[str, Any] = {}
+    if config_path:
+        try:
+            with open(config_path, "rb") as handle:
+                loaded = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_path} is not valid TOML: {exc}") from None
+        known = {f.name for f in fields(Settings)}
+        for key, value in loaded.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"config file {config_path}: unknown setting {key!r}")
+            file_values[name] = value
+
+    chosen: dict[str, Any] = {}
+    for f in fields(Settings):
+        for source in (flags, env_values, file_values):
+            if source.get(f.name) is not None:
+                chosen[f.name] = _coerce(f.name, f.type, source[f.name])
+                break
+    settings = dataclasses.replace(Settings(), **chosen)
+    settings.validate()
+    return settings

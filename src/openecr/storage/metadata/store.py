@@ -1,0 +1,366 @@
+"""The metadata store: one interface over SQLite (embedded default) and PostgreSQL.
+
+Both backends run the same SQLAlchemy Core queries; they differ only in how the engine is
+built and how write transactions are serialised:
+
+* SQLite allows one writer at a time. Instead of letting concurrent writers collide and
+  retry on ``SQLITE_BUSY``, one process serialises its write transactions with an asyncio
+  lock (a data directory belongs to one server process); readers run concurrently (WAL).
+* PostgreSQL runs write transactions concurrently; conflicting inserts surface as
+  ``DuplicateKeyError`` from the primary keys, which services turn into ECR errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from openecr.storage.metadata import _schema as t
+from openecr.storage.metadata.records import (
+    AccessKeyRecord,
+    PullThroughCacheRuleRecord,
+    RegistryRecord,
+    RepositoryRecord,
+)
+
+__all__ = ["DuplicateKeyError", "MetadataSession", "MetadataStore", "to_async_url"]
+
+log = logging.getLogger(__name__)
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class DuplicateKeyError(Exception):
+    """An insert met an existing primary key."""
+
+
+def to_async_url(url: str) -> str:
+    """Maps the user-facing database URL to the async driver SQLAlchemy should use."""
+    for prefix, driver in (
+        ("sqlite:///", "sqlite+aiosqlite:///"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
+        if url.startswith(prefix):
+            return driver + url[len(prefix) :]
+    return url
+
+
+def _apply_migrations(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _record(cls: type[Any], row: Row[Any]) -> Any:
+    mapping = row._mapping
+    return cls(**{f.name: mapping[f.name] for f in fields(cls) if f.name in mapping})
+
+
+class MetadataSession:
+    """One transaction's view of the metadata. Obtained from ``MetadataStore.read/write``."""
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
+        try:
+            if self._conn.dialect.name == "sqlite":
+                # SQLite rolls back only the failed statement, so no savepoint is needed
+                # (and pysqlite's savepoint support is unreliable).
+                await self._conn.execute(table.insert().values(**values))
+            else:
+                # PostgreSQL aborts the whole transaction on an error, hence the savepoint.
+                async with self._conn.begin_nested():
+                    await self._conn.execute(table.insert().values(**values))
+        except IntegrityError as exc:
+            raise DuplicateKeyError(str(exc.orig)) from None
+
+    # -- access keys and server secrets ---------------------------------------------------
+
+    async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
+        row = (
+            await self._conn.execute(
+                sa.select(t.access_keys).where(t.access_keys.c.access_key_id == access_key_id)
+            )
+        ).first()
+        return None if row is None else _record(AccessKeyRecord, row)
+
+    async def list_access_keys(self) -> list[AccessKeyRecord]:
+        rows = await self._conn.execute(sa.select(t.access_keys))
+        return [_record(AccessKeyRecord, row) for row in rows]
+
+    async def add_access_key(self, key: AccessKeyRecord, created_at: float) -> None:
+        await self._insert(t.access_keys, {**asdict(key), "created_at": created_at})
+
+    async def get_server_secret(self, name: str) -> str | None:
+        value = await self._conn.scalar(
+            sa.select(t.server_secrets.c.value).where(t.server_secrets.c.name == name)
+        )
+        return None if value is None else str(value)
+
+    async def add_server_secret(self, name: str, value: str) -> None:
+        await self._insert(t.server_secrets, {"name": name, "value": value})
+
+    # -- registries -----------------------------------------------------------------------
+
+    async def get_registry(self, registry_id: str) -> RegistryRecord:
+        row = (
+            await self._conn.execute(
+                sa.select(t.registries).where(t.registries.c.registry_id == registry_id)
+            )
+        ).first()
+        return RegistryRecord(registry_id) if row is None else _record(RegistryRecord, row)
+
+    async def update_registry(self, registry_id: str, **values: str | None) -> None:
+        """Sets registry-level documents, creating the registry row on first use."""
+        result = await self._conn.execute(
+            t.registries.update().where(t.registries.c.registry_id == registry_id).values(**values)
+        )
+        if result.rowcount == 0:
+            try:
+                await self._insert(t.registries, {"registry_id": registry_id, **values})
+            except DuplicateKeyError:
+                # A concurrent writer created the row first; apply our values over it.
+                await self._conn.execute(
+                    t.registries.update()
+                    .where(t.registries.c.registry_id == registry_id)
+                    .values(**values)
+                )
+
+    # -- repositories ---------------------------------------------------------------------
+
+    @staticmethod
+    def _repository_key(registry_id: str, name: str) -> sa.ColumnElement[bool]:
+        return sa.and_(t.repositories.c.registry_id == registry_id, t.repositories.c.name == name)
+
+    async def insert_repository(self, repository: RepositoryRecord) -> None:
+        await self._insert(t.repositories, asdict(repository))
+
+    async def get_repository(
+        self, registry_id: str, name: str, *, for_update: bool = False
+    ) -> RepositoryRecord | None:
+        query = sa.select(t.repositories).where(self._repository_key(registry_id, name))
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else _record(RepositoryRecord, row)
+
+    async def get_repositories(
+        self, registry_id: str, names: Sequence[str]
+    ) -> dict[str, RepositoryRecord]:
+        rows = await self._conn.execute(
+            sa.select(t.repositories).where(
+                t.repositories.c.registry_id == registry_id, t.repositories.c.name.in_(names)
+            )
+        )
+        return {row.name: _record(RepositoryRecord, row) for row in rows}
+
+    async def list_repositories(
+        self, registry_id: str, *, after: str | None, limit: int
+    ) -> list[RepositoryRecord]:
+        """Repositories ordered by name, strictly after ``after``: keyset pagination."""
+        query = sa.select(t.repositories).where(t.repositories.c.registry_id == registry_id)
+        if after is not None:
+            query = query.where(t.repositories.c.name > after)
+        query = query.order_by(t.repositories.c.name).limit(limit)
+        return [_record(RepositoryRecord, row) for row in await self._conn.execute(query)]
+
+    async def count_repositories(self, registry_id: str) -> int:
+        count = await self._conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t.repositories)
+            .where(t.repositories.c.registry_id == registry_id)
+        )
+        return int(count or 0)
+
+    async def update_repository(self, registry_id: str, name: str, **values: Any) -> None:
+        await self._conn.execute(
+            t.repositories.update().where(self._repository_key(registry_id, name)).values(**values)
+        )
+
+    async def delete_repository(self, registry_id: str, name: str) -> None:
+        """Deletes the repository with everything it owns (tags, images, image tags)."""
+        for table in (t.image_tags, t.images, t.repository_tags):
+            await self._conn.execute(
+                table.delete().where(
+                    table.c.registry_id == registry_id, table.c.repository_name == name
+                )
+            )
+        await self._conn.execute(t.repositories.delete().where(self._repository_key(registry_id, name)))
+
+    async def count_images(self, registry_id: str, repository_name: str) -> int:
+        count = await self._conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(t.images)
+            .where(
+                t.images.c.registry_id == registry_id,
+                t.images.c.repository_name == repository_name,
+            )
+        )
+        return int(count or 0)
+
+    # -- repository resource tags ---------------------------------------------------------
+
+    async def list_repository_tags(self, registry_id: str, name: str) -> list[tuple[str, str]]:
+        rows = await self._conn.execute(
+            sa.select(t.repository_tags.c.key, t.repository_tags.c.value)
+            .where(
+                t.repository_tags.c.registry_id == registry_id,
+                t.repository_tags.c.repository_name == name,
+            )
+            .order_by(t.repository_tags.c.key)
+        )
+        return [(row.key, row.value) for row in rows]
+
+    async def put_repository_tags(
+        self, registry_id: str, name: str, tags: Iterable[tuple[str, str]]
+    ) -> None:
+        """Adds tags, overwriting the values of keys that exist."""
+        for key, value in tags:
+            updated = await self._conn.execute(
+                t.repository_tags.update()
+                .where(
+                    t.repository_tags.c.registry_id == registry_id,
+                    t.repository_tags.c.repository_name == name,
+                    t.repository_tags.c.key == key,
+                )
+                .values(value=value)
+            )
+            if updated.rowcount == 0:
+                await self._conn.execute(
+                    t.repository_tags.insert().values(
+                        registry_id=registry_id, repository_name=name, key=key, value=value
+                    )
+                )
+
+    async def delete_repository_tags(
+        self, registry_id: str, name: str, keys: Sequence[str]
+    ) -> None:
+        await self._conn.execute(
+            t.repository_tags.delete().where(
+                t.repository_tags.c.registry_id == registry_id,
+                t.repository_tags.c.repository_name == name,
+                t.repository_tags.c.key.in_(keys),
+            )
+        )
+
+    # -- pull-through cache rules ---------------------------------------------------------
+
+    async def insert_pull_through_cache_rule(self, rule: PullThroughCacheRuleRecord) -> None:
+        await self._insert(t.pull_through_cache_rules, asdict(rule))
+
+    async def count_pull_through_cache_rules(self, registry_id: str) -> int:
+        table = t.pull_through_cache_rules
+        count = await self._conn.scalar(
+            sa.select(sa.func.count()).select_from(table).where(table.c.registry_id == registry_id)
+        )
+        return int(count or 0)
+
+    async def get_pull_through_cache_rules(
+        self, registry_id: str, prefixes: Sequence[str]
+    ) -> dict[str, PullThroughCacheRuleRecord]:
+        table = t.pull_through_cache_rules
+        rows = await self._conn.execute(
+            sa.select(table).where(
+                table.c.registry_id == registry_id, table.c.ecr_repository_prefix.in_(prefixes)
+            )
+        )
+        return {
+            row.ecr_repository_prefix: _record(PullThroughCacheRuleRecord, row) for row in rows
+        }
+
+    async def list_pull_through_cache_rules(
+        self, registry_id: str, *, after: str | None, limit: int
+    ) -> list[PullThroughCacheRuleRecord]:
+        table = t.pull_through_cache_rules
+        query = sa.select(table).where(table.c.registry_id == registry_id)
+        if after is not None:
+            query = query.where(table.c.ecr_repository_prefix > after)
+        query = query.order_by(table.c.ecr_repository_prefix).limit(limit)
+        return [_record(PullThroughCacheRuleRecord, row) for row in await self._conn.execute(query)]
+
+    async def delete_pull_through_cache_rule(self, registry_id: str, prefix: str) -> None:
+        table = t.pull_through_cache_rules
+        await self._conn.execute(
+            table.delete().where(
+                table.c.registry_id == registry_id, table.c.ecr_repository_prefix == prefix
+            )
+        )
+
+
+class MetadataStore:
+    """Opens the database, applies migrations, and hands out transactions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._is_sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def backend(self) -> str:
+        return self._engine.dialect.name
+
+    @classmethod
+    async def open(cls, url: str) -> MetadataStore:
+        """Connects to ``url`` (sqlite:///PATH or postgresql://...) and migrates the schema."""
+        async_url = to_async_url(url)
+        if async_url.startswith("sqlite"):
+            database_path = async_url.split(":///", 1)[1]
+            Path(database_path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(async_url, connect_args={"timeout": 30})
+            event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
+        else:
+            engine = create_async_engine(async_url, pool_size=10, max_overflow=20)
+        store = cls(engine)
+        async with engine.begin() as conn:
+            if store.backend == "postgresql":
+                # Replicas starting together must not run the migrations twice.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301946)"))
+            await conn.run_sync(_apply_migrations)
+        return store
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[MetadataSession]:
+        """A read-only snapshot (never blocks writers on PostgreSQL or SQLite WAL)."""
+        async with self._engine.connect() as conn:
+            yield MetadataSession(conn)
+            await conn.rollback()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[MetadataSession]:
+        """A read-write transaction, committed when the block exits without an error."""
+        if self._is_sqlite:
+            async with self._write_lock, self._engine.begin() as conn:
+                yield MetadataSession(conn)
+        else:
+            async with self._engine.begin() as conn:
+                yield MetadataSession(conn)
+
+
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the single writer; FULL makes every acknowledged commit
+    # survive a power loss, not only a process crash.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
