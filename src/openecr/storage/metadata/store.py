@@ -91,6 +91,9 @@ class MetadataSession:
         except IntegrityError as exc:
             raise DuplicateKeyError(str(exc.orig)) from None
 
+    async def ping(self) -> None:
+        await self._conn.execute(sa.text("SELECT 1"))
+
     # -- access keys and server secrets ---------------------------------------------------
 
     async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:

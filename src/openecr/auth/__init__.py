@@ -1,0 +1,43 @@
+"""Request authentication: AWS Signature Version 4 signing and verification."""
+
+from openecr.auth.sigv4 import (
+    ALGORITHM,
+    EMPTY_PAYLOAD_SHA256,
+    MAX_PRESIGN_EXPIRES,
+    UNSIGNED_PAYLOAD,
+    Credentials,
+    VerifiedRequest,
+    canonical_query_string,
+    canonical_request,
+    canonical_uri,
+    credential_scope,
+    derive_signing_key,
+    format_amz_date,
+    presign_url,
+    read_unverified_scope,
+    sign_request,
+    signature,
+    string_to_sign,
+    verify_request,
+)
+
+__all__ = [
+    "ALGORITHM",
+    "EMPTY_PAYLOAD_SHA256",
+    "MAX_PRESIGN_EXPIRES",
+    "UNSIGNED_PAYLOAD",
+    "Credentials",
+    "VerifiedRequest",
+    "canonical_query_string",
+    "canonical_request",
+    "canonical_uri",
+    "credential_scope",
+    "derive_signing_key",
+    "format_amz_date",
+    "presign_url",
+    "read_unverified_scope",
+    "sign_request",
+    "signature",
+    "string_to_sign",
+    "verify_request",
+]
