@@ -17,7 +17,7 @@ from botocore.config import Config
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import (  # noqa: E402
+from harness import (
     TEST_ACCESS_KEY,
     TEST_REGION,
     TEST_SECRET_KEY,

@@ -43,7 +43,8 @@ def _settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @_settings_options
 def serve(**flags: Any) -> None:
     """Run the registry: the ECR API at POST / and the OCI API at /v2/, on one port."""
-    from openecr.server.runner import configure_logging, serve as run_server
+    from openecr.server.runner import configure_logging
+    from openecr.server.runner import serve as run_server
 
     try:
         settings = resolve_settings(flags)

@@ -53,6 +53,7 @@ _TOKENS: Final[dict[type, str]] = {
     float: "NUMBER_VALUE",
     bool: "BOOLEAN_VALUE",
     bytes: "BLOB_VALUE",
+    type(None): "NULL_VALUE",
 }
 _TARGET_NAMES: Final[dict[str, str]] = {
     "string": "String",
@@ -139,7 +140,7 @@ class _Compiler:
             return lambda value: table[name](value)
         self._building.add(name)
         shape = self._shapes[name]
-        builder = getattr(self, f"_{shape.type}", None)
+        builder: Callable[[Shape], _Check] | None = getattr(self, f"_{shape.type}", None)
         if builder is None:
             raise ValueError(f"shape {name}: unsupported type {shape.type!r}")
         built = builder(shape)

@@ -49,8 +49,9 @@ async def handle_ecr_request(request: web.Request) -> web.Response:
         request["operation"] = name or target
         handler = HANDLERS.get(name)
         if handler is None:
-            raise UnknownOperationError(f"Unknown operation {target!r}" if target else
-                                        "Missing X-Amz-Target header")
+            raise UnknownOperationError(
+                f"Unknown operation {target!r}" if target else "Missing X-Amz-Target header"
+            )
         decoded = decode_request(name, body)
         result = await handler(services, caller, decoded)
         return web.Response(body=_encoder.encode(result), content_type=CONTENT_TYPE)

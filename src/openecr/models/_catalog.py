@@ -5,7 +5,6 @@ ecr/2015-09-21 (sha256 3df743678897ac26e9ca4b8a04bf3007fcadf887feb3e71a50131c874
 Do not edit by hand: rerun the generator.
 """
 
-# ruff: noqa: E501
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -157,7 +157,8 @@ def _policy_would_lock_out(policy_text: str, caller: CallerContext) -> bool:
         principal = statement.get("Principal")
         everyone = principal == "*" or (
             isinstance(principal, dict)
-            and principal.get("AWS") in ("*", caller.account_id, f"arn:aws:iam::{caller.account_id}:root")
+            and principal.get("AWS")
+            in ("*", caller.account_id, f"arn:aws:iam::{caller.account_id}:root")
         )
         if covers and everyone and "Condition" not in statement:
             return True
@@ -425,7 +426,9 @@ class RepositoryService:
         _validate_resource_tags(tags)
         async with self._store.write() as session:
             repository = await self._tagged_repository(caller, session, resource_arn)
-            existing = dict(await session.list_repository_tags(repository.registry_id, repository.name))
+            existing = dict(
+                await session.list_repository_tags(repository.registry_id, repository.name)
+            )
             merged = existing | dict(tags)
             if len(merged) > MAX_TAGS_PER_RESOURCE:
                 raise TooManyTagsError(

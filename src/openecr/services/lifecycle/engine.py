@@ -34,7 +34,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import compress
 from operator import attrgetter, methodcaller
 
 from openecr.services.lifecycle.policy import LifecyclePolicy, TagSelection
@@ -74,8 +73,9 @@ def evaluate_lifecycle_policy(
     # Two stable sorts beat one sort on (pushed_at, digest) tuples by more than 2x.
     ordered = sorted(images, key=attrgetter("digest"), reverse=True)
     ordered.sort(key=attrgetter("pushed_at"), reverse=True)
-    untagged = [index for index, image in enumerate(ordered) if not image.tags]
-    tag_index = _TagIndex(ordered)
+    tags_of = [image.tags for image in ordered]
+    tagged = [index for index, tags in enumerate(tags_of) if tags]
+    untagged = [index for index, tags in enumerate(tags_of) if not tags]
 
     expired_by: list[int | None] = [None] * len(ordered)
     protected = bytearray(len(ordered))
@@ -87,7 +87,7 @@ def evaluate_lifecycle_policy(
         elif selection.tag_status == "untagged":
             selected = untagged
         else:
-            selected = tag_index.select(selection)
+            selected = _select_tagged(selection, tags_of, tagged)
         for index in _candidates(selection, ordered, selected, now):
             # An expired image was selected by its rule, so it is protected from later rules.
             if not protected[index]:
@@ -104,34 +104,19 @@ def evaluate_lifecycle_policy(
     return expirations
 
 
-class _TagIndex:
-    """Every tag of the snapshot in one flat list, for selecting by tag at C speed.
-
-    ``owners[k]`` is the index (into the newest-first image list) of the image carrying
-    ``tags[k]``. Built on first use, so policies without tag lists never pay for it.
-    """
-
-    def __init__(self, ordered: Sequence[ImageFacts]) -> None:
-        self._ordered = ordered
-        self._tags: list[str] | None = None
-        self._owners: list[int] = []
-
-    def select(self, selection: TagSelection) -> list[int]:
-        """Indexes, newest first, of the images whose tags satisfy every list entry."""
-        if self._tags is None:
-            self._tags = [tag for image in self._ordered for tag in image.tags]
-            self._owners = [index for index, image in enumerate(self._ordered) for _ in image.tags]
-        if selection.tag_prefixes:
-            tests = [_prefix_test(prefix) for prefix in dict.fromkeys(selection.tag_prefixes)]
-        else:
-            tests = [_pattern_test(pattern) for pattern in dict.fromkeys(selection.tag_patterns)]
-        selected: set[int] | None = None
-        for test in tests:
-            # The images owning at least one tag that passes ``test``.
-            owners = set(compress(self._owners, map(test, self._tags)))
-            selected = owners if selected is None else selected & owners
-        # Indexes grow from newest to oldest, so ascending order is newest first.
-        return sorted(selected or ())
+def _select_tagged(
+    selection: TagSelection, tags_of: Sequence[tuple[str, ...]], tagged: list[int]
+) -> list[int]:
+    """The tagged images (indexes, newest first) whose tags satisfy every list entry."""
+    if selection.tag_prefixes:
+        tests = [_prefix_test(prefix) for prefix in dict.fromkeys(selection.tag_prefixes)]
+    else:
+        tests = [_pattern_test(pattern) for pattern in dict.fromkeys(selection.tag_patterns)]
+    # Every entry must match at least one tag: narrow the candidates entry by entry.
+    selected = tagged
+    for test in tests:
+        selected = [index for index in selected if any(map(test, tags_of[index]))]
+    return selected
 
 
 def _candidates(
@@ -155,7 +140,7 @@ def _candidates(
 
 
 # Tag tests return something truthy on a match. They are C-level callables (bound methods,
-# ``methodcaller``, compiled patterns), so mapping one over all tags runs no Python frame
+# ``methodcaller``, compiled patterns), so ``any(map(test, tags))`` runs no Python frame
 # per tag.
 
 

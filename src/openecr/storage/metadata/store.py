@@ -6,6 +6,7 @@ built and how write transactions are serialised:
 * SQLite allows one writer at a time. Instead of letting concurrent writers collide and
   retry on ``SQLITE_BUSY``, one process serialises its write transactions with an asyncio
   lock (a data directory belongs to one server process); readers run concurrently (WAL).
+  Its queries run inline on the event loop (see ``MetadataSession``).
 * PostgreSQL runs write transactions concurrently; conflicting inserts surface as
   ``DuplicateKeyError`` from the primary keys, which services turn into ECR errors.
 """
@@ -22,7 +23,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -67,23 +68,46 @@ def _apply_migrations(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+_RECORD_COLUMNS: dict[tuple[str, type[Any]], tuple[sa.Column[Any], ...]] = {}
+
+
+def _select_records(table: sa.Table, cls: type[Any]) -> sa.Select[Any]:
+    """Selects exactly the record's fields, in field order, so rows map positionally."""
+    columns = _RECORD_COLUMNS.get((table.name, cls))
+    if columns is None:
+        columns = _RECORD_COLUMNS[(table.name, cls)] = tuple(table.c[f.name] for f in fields(cls))
+    return sa.select(*columns)
+
+
 def _record(cls: type[Any], row: Row[Any]) -> Any:
-    mapping = row._mapping
-    return cls(**{f.name: mapping[f.name] for f in fields(cls) if f.name in mapping})
+    return cls(*row)
 
 
 class MetadataSession:
-    """One transaction's view of the metadata. Obtained from ``MetadataStore.read/write``."""
+    """One transaction's view of the metadata. Obtained from ``MetadataStore.read/write``.
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    It runs on an async connection (PostgreSQL through asyncpg) or on a synchronous one
+    (SQLite): SQLite answers the small indexed queries of the API in microseconds, far
+    less than handing each one to a worker thread would cost, so they run inline.
+    """
+
+    def __init__(self, connection: AsyncConnection | Connection) -> None:
         self._conn = connection
+
+    async def _execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
+        if isinstance(self._conn, Connection):
+            return self._conn.execute(statement)
+        return await self._conn.execute(statement)
+
+    async def _scalar(self, statement: sa.Executable) -> Any:
+        return (await self._execute(statement)).scalar()
 
     async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
         try:
-            if self._conn.dialect.name == "sqlite":
+            if isinstance(self._conn, Connection):
                 # SQLite rolls back only the failed statement, so no savepoint is needed
                 # (and pysqlite's savepoint support is unreliable).
-                await self._conn.execute(table.insert().values(**values))
+                self._conn.execute(table.insert().values(**values))
             else:
                 # PostgreSQL aborts the whole transaction on an error, hence the savepoint.
                 async with self._conn.begin_nested():
@@ -92,27 +116,29 @@ class MetadataSession:
             raise DuplicateKeyError(str(exc.orig)) from None
 
     async def ping(self) -> None:
-        await self._conn.execute(sa.text("SELECT 1"))
+        await self._execute(sa.text("SELECT 1"))
 
     # -- access keys and server secrets ---------------------------------------------------
 
     async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
         row = (
-            await self._conn.execute(
-                sa.select(t.access_keys).where(t.access_keys.c.access_key_id == access_key_id)
+            await self._execute(
+                _select_records(t.access_keys, AccessKeyRecord).where(
+                    t.access_keys.c.access_key_id == access_key_id
+                )
             )
         ).first()
         return None if row is None else _record(AccessKeyRecord, row)
 
     async def list_access_keys(self) -> list[AccessKeyRecord]:
-        rows = await self._conn.execute(sa.select(t.access_keys))
+        rows = await self._execute(_select_records(t.access_keys, AccessKeyRecord))
         return [_record(AccessKeyRecord, row) for row in rows]
 
     async def add_access_key(self, key: AccessKeyRecord, created_at: float) -> None:
         await self._insert(t.access_keys, {**asdict(key), "created_at": created_at})
 
     async def get_server_secret(self, name: str) -> str | None:
-        value = await self._conn.scalar(
+        value = await self._scalar(
             sa.select(t.server_secrets.c.value).where(t.server_secrets.c.name == name)
         )
         return None if value is None else str(value)
@@ -124,15 +150,17 @@ class MetadataSession:
 
     async def get_registry(self, registry_id: str) -> RegistryRecord:
         row = (
-            await self._conn.execute(
-                sa.select(t.registries).where(t.registries.c.registry_id == registry_id)
+            await self._execute(
+                _select_records(t.registries, RegistryRecord).where(
+                    t.registries.c.registry_id == registry_id
+                )
             )
         ).first()
         return RegistryRecord(registry_id) if row is None else _record(RegistryRecord, row)
 
     async def update_registry(self, registry_id: str, **values: str | None) -> None:
         """Sets registry-level documents, creating the registry row on first use."""
-        result = await self._conn.execute(
+        result = await self._execute(
             t.registries.update().where(t.registries.c.registry_id == registry_id).values(**values)
         )
         if result.rowcount == 0:
@@ -140,7 +168,7 @@ class MetadataSession:
                 await self._insert(t.registries, {"registry_id": registry_id, **values})
             except DuplicateKeyError:
                 # A concurrent writer created the row first; apply our values over it.
-                await self._conn.execute(
+                await self._execute(
                     t.registries.update()
                     .where(t.registries.c.registry_id == registry_id)
                     .values(**values)
@@ -158,17 +186,19 @@ class MetadataSession:
     async def get_repository(
         self, registry_id: str, name: str, *, for_update: bool = False
     ) -> RepositoryRecord | None:
-        query = sa.select(t.repositories).where(self._repository_key(registry_id, name))
+        query = _select_records(t.repositories, RepositoryRecord).where(
+            self._repository_key(registry_id, name)
+        )
         if for_update:
             query = query.with_for_update()
-        row = (await self._conn.execute(query)).first()
+        row = (await self._execute(query)).first()
         return None if row is None else _record(RepositoryRecord, row)
 
     async def get_repositories(
         self, registry_id: str, names: Sequence[str]
     ) -> dict[str, RepositoryRecord]:
-        rows = await self._conn.execute(
-            sa.select(t.repositories).where(
+        rows = await self._execute(
+            _select_records(t.repositories, RepositoryRecord).where(
                 t.repositories.c.registry_id == registry_id, t.repositories.c.name.in_(names)
             )
         )
@@ -178,14 +208,16 @@ class MetadataSession:
         self, registry_id: str, *, after: str | None, limit: int
     ) -> list[RepositoryRecord]:
         """Repositories ordered by name, strictly after ``after``: keyset pagination."""
-        query = sa.select(t.repositories).where(t.repositories.c.registry_id == registry_id)
+        query = _select_records(t.repositories, RepositoryRecord).where(
+            t.repositories.c.registry_id == registry_id
+        )
         if after is not None:
             query = query.where(t.repositories.c.name > after)
         query = query.order_by(t.repositories.c.name).limit(limit)
-        return [_record(RepositoryRecord, row) for row in await self._conn.execute(query)]
+        return [_record(RepositoryRecord, row) for row in await self._execute(query)]
 
     async def count_repositories(self, registry_id: str) -> int:
-        count = await self._conn.scalar(
+        count = await self._scalar(
             sa.select(sa.func.count())
             .select_from(t.repositories)
             .where(t.repositories.c.registry_id == registry_id)
@@ -193,22 +225,22 @@ class MetadataSession:
         return int(count or 0)
 
     async def update_repository(self, registry_id: str, name: str, **values: Any) -> None:
-        await self._conn.execute(
+        await self._execute(
             t.repositories.update().where(self._repository_key(registry_id, name)).values(**values)
         )
 
     async def delete_repository(self, registry_id: str, name: str) -> None:
         """Deletes the repository with everything it owns (tags, images, image tags)."""
         for table in (t.image_tags, t.images, t.repository_tags):
-            await self._conn.execute(
+            await self._execute(
                 table.delete().where(
                     table.c.registry_id == registry_id, table.c.repository_name == name
                 )
             )
-        await self._conn.execute(t.repositories.delete().where(self._repository_key(registry_id, name)))
+        await self._execute(t.repositories.delete().where(self._repository_key(registry_id, name)))
 
     async def count_images(self, registry_id: str, repository_name: str) -> int:
-        count = await self._conn.scalar(
+        count = await self._scalar(
             sa.select(sa.func.count())
             .select_from(t.images)
             .where(
@@ -221,7 +253,7 @@ class MetadataSession:
     # -- repository resource tags ---------------------------------------------------------
 
     async def list_repository_tags(self, registry_id: str, name: str) -> list[tuple[str, str]]:
-        rows = await self._conn.execute(
+        rows = await self._execute(
             sa.select(t.repository_tags.c.key, t.repository_tags.c.value)
             .where(
                 t.repository_tags.c.registry_id == registry_id,
@@ -236,7 +268,7 @@ class MetadataSession:
     ) -> None:
         """Adds tags, overwriting the values of keys that exist."""
         for key, value in tags:
-            updated = await self._conn.execute(
+            updated = await self._execute(
                 t.repository_tags.update()
                 .where(
                     t.repository_tags.c.registry_id == registry_id,
@@ -246,7 +278,7 @@ class MetadataSession:
                 .values(value=value)
             )
             if updated.rowcount == 0:
-                await self._conn.execute(
+                await self._execute(
                     t.repository_tags.insert().values(
                         registry_id=registry_id, repository_name=name, key=key, value=value
                     )
@@ -255,7 +287,7 @@ class MetadataSession:
     async def delete_repository_tags(
         self, registry_id: str, name: str, keys: Sequence[str]
     ) -> None:
-        await self._conn.execute(
+        await self._execute(
             t.repository_tags.delete().where(
                 t.repository_tags.c.registry_id == registry_id,
                 t.repository_tags.c.repository_name == name,
@@ -270,7 +302,7 @@ class MetadataSession:
 
     async def count_pull_through_cache_rules(self, registry_id: str) -> int:
         table = t.pull_through_cache_rules
-        count = await self._conn.scalar(
+        count = await self._scalar(
             sa.select(sa.func.count()).select_from(table).where(table.c.registry_id == registry_id)
         )
         return int(count or 0)
@@ -279,28 +311,28 @@ class MetadataSession:
         self, registry_id: str, prefixes: Sequence[str]
     ) -> dict[str, PullThroughCacheRuleRecord]:
         table = t.pull_through_cache_rules
-        rows = await self._conn.execute(
-            sa.select(table).where(
+        rows = await self._execute(
+            _select_records(table, PullThroughCacheRuleRecord).where(
                 table.c.registry_id == registry_id, table.c.ecr_repository_prefix.in_(prefixes)
             )
         )
-        return {
-            row.ecr_repository_prefix: _record(PullThroughCacheRuleRecord, row) for row in rows
-        }
+        return {row.ecr_repository_prefix: _record(PullThroughCacheRuleRecord, row) for row in rows}
 
     async def list_pull_through_cache_rules(
         self, registry_id: str, *, after: str | None, limit: int
     ) -> list[PullThroughCacheRuleRecord]:
         table = t.pull_through_cache_rules
-        query = sa.select(table).where(table.c.registry_id == registry_id)
+        query = _select_records(table, PullThroughCacheRuleRecord).where(
+            table.c.registry_id == registry_id
+        )
         if after is not None:
             query = query.where(table.c.ecr_repository_prefix > after)
         query = query.order_by(table.c.ecr_repository_prefix).limit(limit)
-        return [_record(PullThroughCacheRuleRecord, row) for row in await self._conn.execute(query)]
+        return [_record(PullThroughCacheRuleRecord, row) for row in await self._execute(query)]
 
     async def delete_pull_through_cache_rule(self, registry_id: str, prefix: str) -> None:
         table = t.pull_through_cache_rules
-        await self._conn.execute(
+        await self._execute(
             table.delete().where(
                 table.c.registry_id == registry_id, table.c.ecr_repository_prefix == prefix
             )
@@ -310,9 +342,8 @@ class MetadataSession:
 class MetadataStore:
     """Opens the database, applies migrations, and hands out transactions."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine | Engine) -> None:
         self._engine = engine
-        self._is_sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
 
     @property
@@ -322,41 +353,60 @@ class MetadataStore:
     @classmethod
     async def open(cls, url: str) -> MetadataStore:
         """Connects to ``url`` (sqlite:///PATH or postgresql://...) and migrates the schema."""
-        async_url = to_async_url(url)
-        if async_url.startswith("sqlite"):
-            database_path = async_url.split(":///", 1)[1]
-            Path(database_path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(async_url, connect_args={"timeout": 30})
-            event.listen(engine.sync_engine, "connect", _configure_sqlite_connection)
-        else:
-            engine = create_async_engine(async_url, pool_size=10, max_overflow=20)
-        store = cls(engine)
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            # One process owns the file; commits run in a worker thread (see write()).
+            sync_engine = sa.create_engine(
+                url, connect_args={"timeout": 30, "check_same_thread": False}
+            )
+            event.listen(sync_engine, "connect", _configure_sqlite_connection)
+            with sync_engine.begin() as sync_conn:
+                _apply_migrations(sync_conn)
+            return cls(sync_engine)
+        engine = create_async_engine(to_async_url(url), pool_size=10, max_overflow=20)
         async with engine.begin() as conn:
-            if store.backend == "postgresql":
-                # Replicas starting together must not run the migrations twice.
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301946)"))
+            # Replicas starting together must not run the migrations twice.
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301946)"))
             await conn.run_sync(_apply_migrations)
-        return store
+        return cls(engine)
 
     async def close(self) -> None:
-        await self._engine.dispose()
+        if isinstance(self._engine, AsyncEngine):
+            await self._engine.dispose()
+        else:
+            self._engine.dispose()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[MetadataSession]:
         """A read-only snapshot (never blocks writers on PostgreSQL or SQLite WAL)."""
-        async with self._engine.connect() as conn:
-            yield MetadataSession(conn)
-            await conn.rollback()
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.connect() as conn:
+                yield MetadataSession(conn)
+                await conn.rollback()
+        else:
+            with self._engine.connect() as sync_conn:
+                yield MetadataSession(sync_conn)
+                sync_conn.rollback()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[MetadataSession]:
         """A read-write transaction, committed when the block exits without an error."""
-        if self._is_sqlite:
-            async with self._write_lock, self._engine.begin() as conn:
-                yield MetadataSession(conn)
-        else:
+        if isinstance(self._engine, AsyncEngine):
             async with self._engine.begin() as conn:
                 yield MetadataSession(conn)
+            return
+        # SQLite has one writer at a time: serialise them here instead of colliding on
+        # SQLITE_BUSY. The commit (an fsync) runs in a thread so the event loop keeps
+        # serving reads meanwhile.
+        async with self._write_lock:
+            with self._engine.connect() as sync_conn:
+                transaction = sync_conn.begin()
+                try:
+                    yield MetadataSession(sync_conn)
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                await asyncio.to_thread(transaction.commit)
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
