@@ -48,7 +48,7 @@ from typing import Any, Final, NoReturn
 
 from openecr.errors import InvalidParameterError
 
-__all__ = ["validate_registry_policy", "validate_repository_policy"]
+__all__ = ["PolicyDocumentProblem", "validate_registry_policy", "validate_repository_policy"]
 
 _REPOSITORY_POLICY_MESSAGE: Final = (
     "Invalid parameter at 'PolicyText' failed to satisfy constraint: "

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Float,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -99,6 +100,7 @@ images = Table(
     Column("pushed_at", Float, nullable=False),
     Column("last_pulled_at", Float),
     Column("subject_digest", String(160)),
+    Column("artifact_type", String(255)),
 )
 
 image_tags = Table(
@@ -109,4 +111,50 @@ image_tags = Table(
     Column("tag", String(300), primary_key=True),
     Column("digest", String(160), nullable=False),
     Column("tagged_at", Float, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(160), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# A blob is usable in a repository once it was uploaded to it, mounted into it, or pushed
+# as part of one of its images: the OCI "repository link" and ECR's layer availability.
+repository_layers = Table(
+    "repository_layers",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("repository_name", String(256), primary_key=True),
+    Column("digest", String(160), primary_key=True),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("media_type", String(255)),
+    Column("created_at", Float, nullable=False),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("upload_id", String(36), primary_key=True),
+    Column("registry_id", String(12), nullable=False),
+    Column("repository_name", String(256), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("part_count", Integer, nullable=False),
+    Column("last_part_size", BigInteger),
+    Column("has_small_inner_part", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# What each image needs: its config and layer blobs, or (for an index) its child manifests.
+image_references = Table(
+    "image_references",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("repository_name", String(256), primary_key=True),
+    Column("image_digest", String(160), primary_key=True),
+    Column("referenced_digest", String(160), primary_key=True),
+    Column("is_manifest", Boolean, nullable=False),
 )

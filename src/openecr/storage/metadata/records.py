@@ -6,9 +6,13 @@ from dataclasses import dataclass
 
 __all__ = [
     "AccessKeyRecord",
+    "ImageRecord",
+    "ImageSummary",
+    "LayerRecord",
     "PullThroughCacheRuleRecord",
     "RegistryRecord",
     "RepositoryRecord",
+    "UploadRecord",
 ]
 
 
@@ -53,3 +57,59 @@ class PullThroughCacheRuleRecord:
     custom_role_arn: str | None = None
     upstream_repository_prefix: str | None = None
     updated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSummary:
+    """An image without its manifest bytes: what listings and descriptions need."""
+
+    registry_id: str
+    repository_name: str
+    digest: str
+    media_type: str
+    artifact_media_type: str | None
+    size_bytes: int
+    pushed_at: float
+    last_pulled_at: float | None = None
+    subject_digest: str | None = None
+    artifact_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    registry_id: str
+    repository_name: str
+    digest: str
+    manifest: bytes
+    media_type: str
+    artifact_media_type: str | None
+    size_bytes: int
+    pushed_at: float
+    last_pulled_at: float | None = None
+    subject_digest: str | None = None
+    artifact_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRecord:
+    """A blob linked into a repository."""
+
+    registry_id: str
+    repository_name: str
+    digest: str
+    size_bytes: int
+    media_type: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    upload_id: str
+    registry_id: str
+    repository_name: str
+    size_bytes: int
+    part_count: int
+    last_part_size: int | None
+    has_small_inner_part: bool
+    created_at: float
+    updated_at: float

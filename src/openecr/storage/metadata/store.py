@@ -17,17 +17,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from openecr.storage.metadata import _schema as t
+from openecr.storage.metadata._base import DuplicateKeyError, record_from_row, select_records
+from openecr.storage.metadata._images import ImageQueries
 from openecr.storage.metadata.records import (
     AccessKeyRecord,
     PullThroughCacheRuleRecord,
@@ -40,10 +41,6 @@ __all__ = ["DuplicateKeyError", "MetadataSession", "MetadataStore", "to_async_ur
 log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-class DuplicateKeyError(Exception):
-    """An insert met an existing primary key."""
 
 
 def to_async_url(url: str) -> str:
@@ -68,52 +65,13 @@ def _apply_migrations(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
-_RECORD_COLUMNS: dict[tuple[str, type[Any]], tuple[sa.Column[Any], ...]] = {}
-
-
-def _select_records(table: sa.Table, cls: type[Any]) -> sa.Select[Any]:
-    """Selects exactly the record's fields, in field order, so rows map positionally."""
-    columns = _RECORD_COLUMNS.get((table.name, cls))
-    if columns is None:
-        columns = _RECORD_COLUMNS[(table.name, cls)] = tuple(table.c[f.name] for f in fields(cls))
-    return sa.select(*columns)
-
-
-def _record(cls: type[Any], row: Row[Any]) -> Any:
-    return cls(*row)
-
-
-class MetadataSession:
+class MetadataSession(ImageQueries):
     """One transaction's view of the metadata. Obtained from ``MetadataStore.read/write``.
 
     It runs on an async connection (PostgreSQL through asyncpg) or on a synchronous one
     (SQLite): SQLite answers the small indexed queries of the API in microseconds, far
     less than handing each one to a worker thread would cost, so they run inline.
     """
-
-    def __init__(self, connection: AsyncConnection | Connection) -> None:
-        self._conn = connection
-
-    async def _execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
-        if isinstance(self._conn, Connection):
-            return self._conn.execute(statement)
-        return await self._conn.execute(statement)
-
-    async def _scalar(self, statement: sa.Executable) -> Any:
-        return (await self._execute(statement)).scalar()
-
-    async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
-        try:
-            if isinstance(self._conn, Connection):
-                # SQLite rolls back only the failed statement, so no savepoint is needed
-                # (and pysqlite's savepoint support is unreliable).
-                self._conn.execute(table.insert().values(**values))
-            else:
-                # PostgreSQL aborts the whole transaction on an error, hence the savepoint.
-                async with self._conn.begin_nested():
-                    await self._conn.execute(table.insert().values(**values))
-        except IntegrityError as exc:
-            raise DuplicateKeyError(str(exc.orig)) from None
 
     async def ping(self) -> None:
         await self._execute(sa.text("SELECT 1"))
@@ -123,16 +81,16 @@ class MetadataSession:
     async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
         row = (
             await self._execute(
-                _select_records(t.access_keys, AccessKeyRecord).where(
+                select_records(t.access_keys, AccessKeyRecord).where(
                     t.access_keys.c.access_key_id == access_key_id
                 )
             )
         ).first()
-        return None if row is None else _record(AccessKeyRecord, row)
+        return None if row is None else record_from_row(AccessKeyRecord, row)
 
     async def list_access_keys(self) -> list[AccessKeyRecord]:
-        rows = await self._execute(_select_records(t.access_keys, AccessKeyRecord))
-        return [_record(AccessKeyRecord, row) for row in rows]
+        rows = await self._execute(select_records(t.access_keys, AccessKeyRecord))
+        return [record_from_row(AccessKeyRecord, row) for row in rows]
 
     async def add_access_key(self, key: AccessKeyRecord, created_at: float) -> None:
         await self._insert(t.access_keys, {**asdict(key), "created_at": created_at})
@@ -151,12 +109,12 @@ class MetadataSession:
     async def get_registry(self, registry_id: str) -> RegistryRecord:
         row = (
             await self._execute(
-                _select_records(t.registries, RegistryRecord).where(
+                select_records(t.registries, RegistryRecord).where(
                     t.registries.c.registry_id == registry_id
                 )
             )
         ).first()
-        return RegistryRecord(registry_id) if row is None else _record(RegistryRecord, row)
+        return RegistryRecord(registry_id) if row is None else record_from_row(RegistryRecord, row)
 
     async def update_registry(self, registry_id: str, **values: str | None) -> None:
         """Sets registry-level documents, creating the registry row on first use."""
@@ -186,35 +144,35 @@ class MetadataSession:
     async def get_repository(
         self, registry_id: str, name: str, *, for_update: bool = False
     ) -> RepositoryRecord | None:
-        query = _select_records(t.repositories, RepositoryRecord).where(
+        query = select_records(t.repositories, RepositoryRecord).where(
             self._repository_key(registry_id, name)
         )
         if for_update:
             query = query.with_for_update()
         row = (await self._execute(query)).first()
-        return None if row is None else _record(RepositoryRecord, row)
+        return None if row is None else record_from_row(RepositoryRecord, row)
 
     async def get_repositories(
         self, registry_id: str, names: Sequence[str]
     ) -> dict[str, RepositoryRecord]:
         rows = await self._execute(
-            _select_records(t.repositories, RepositoryRecord).where(
+            select_records(t.repositories, RepositoryRecord).where(
                 t.repositories.c.registry_id == registry_id, t.repositories.c.name.in_(names)
             )
         )
-        return {row.name: _record(RepositoryRecord, row) for row in rows}
+        return {row.name: record_from_row(RepositoryRecord, row) for row in rows}
 
     async def list_repositories(
         self, registry_id: str, *, after: str | None, limit: int
     ) -> list[RepositoryRecord]:
         """Repositories ordered by name, strictly after ``after``: keyset pagination."""
-        query = _select_records(t.repositories, RepositoryRecord).where(
+        query = select_records(t.repositories, RepositoryRecord).where(
             t.repositories.c.registry_id == registry_id
         )
         if after is not None:
             query = query.where(t.repositories.c.name > after)
         query = query.order_by(t.repositories.c.name).limit(limit)
-        return [_record(RepositoryRecord, row) for row in await self._execute(query)]
+        return [record_from_row(RepositoryRecord, row) for row in await self._execute(query)]
 
     async def count_repositories(self, registry_id: str) -> int:
         count = await self._scalar(
@@ -312,23 +270,28 @@ class MetadataSession:
     ) -> dict[str, PullThroughCacheRuleRecord]:
         table = t.pull_through_cache_rules
         rows = await self._execute(
-            _select_records(table, PullThroughCacheRuleRecord).where(
+            select_records(table, PullThroughCacheRuleRecord).where(
                 table.c.registry_id == registry_id, table.c.ecr_repository_prefix.in_(prefixes)
             )
         )
-        return {row.ecr_repository_prefix: _record(PullThroughCacheRuleRecord, row) for row in rows}
+        return {
+            row.ecr_repository_prefix: record_from_row(PullThroughCacheRuleRecord, row)
+            for row in rows
+        }
 
     async def list_pull_through_cache_rules(
         self, registry_id: str, *, after: str | None, limit: int
     ) -> list[PullThroughCacheRuleRecord]:
         table = t.pull_through_cache_rules
-        query = _select_records(table, PullThroughCacheRuleRecord).where(
+        query = select_records(table, PullThroughCacheRuleRecord).where(
             table.c.registry_id == registry_id
         )
         if after is not None:
             query = query.where(table.c.ecr_repository_prefix > after)
         query = query.order_by(table.c.ecr_repository_prefix).limit(limit)
-        return [_record(PullThroughCacheRuleRecord, row) for row in await self._execute(query)]
+        return [
+            record_from_row(PullThroughCacheRuleRecord, row) for row in await self._execute(query)
+        ]
 
     async def delete_pull_through_cache_rule(self, registry_id: str, prefix: str) -> None:
         table = t.pull_through_cache_rules

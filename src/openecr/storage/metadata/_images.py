@@ -1,0 +1,421 @@
+"""Queries on images, their tags and references, repository layer links, blobs and uploads."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from openecr.storage.metadata import _schema as t
+from openecr.storage.metadata._base import (
+    DuplicateKeyError,
+    QueryBase,
+    record_from_row,
+    select_records,
+)
+from openecr.storage.metadata.records import (
+    ImageRecord,
+    ImageSummary,
+    LayerRecord,
+    UploadRecord,
+)
+
+__all__ = ["ImageQueries"]
+
+
+def _in_repository(table: sa.Table, registry_id: str, repository: str) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.registry_id == registry_id, table.c.repository_name == repository)
+
+
+class ImageQueries(QueryBase):
+    # -- images ---------------------------------------------------------------------------
+
+    async def get_image(self, registry_id: str, repository: str, digest: str) -> ImageRecord | None:
+        row = (
+            await self._execute(
+                select_records(t.images, ImageRecord).where(
+                    _in_repository(t.images, registry_id, repository), t.images.c.digest == digest
+                )
+            )
+        ).first()
+        return None if row is None else record_from_row(ImageRecord, row)
+
+    async def get_image_summaries(
+        self, registry_id: str, repository: str, digests: Sequence[str]
+    ) -> dict[str, ImageSummary]:
+        rows = await self._execute(
+            select_records(t.images, ImageSummary).where(
+                _in_repository(t.images, registry_id, repository),
+                t.images.c.digest.in_(list(digests)),
+            )
+        )
+        return {row.digest: record_from_row(ImageSummary, row) for row in rows}
+
+    async def digest_for_tag(self, registry_id: str, repository: str, tag: str) -> str | None:
+        value = await self._scalar(
+            sa.select(t.image_tags.c.digest).where(
+                _in_repository(t.image_tags, registry_id, repository), t.image_tags.c.tag == tag
+            )
+        )
+        return None if value is None else str(value)
+
+    async def digests_for_tags(
+        self, registry_id: str, repository: str, tags: Sequence[str]
+    ) -> dict[str, str]:
+        rows = await self._execute(
+            sa.select(t.image_tags.c.tag, t.image_tags.c.digest).where(
+                _in_repository(t.image_tags, registry_id, repository),
+                t.image_tags.c.tag.in_(list(tags)),
+            )
+        )
+        return {row.tag: row.digest for row in rows}
+
+    async def tags_by_digest(
+        self, registry_id: str, repository: str, digests: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """Each image's tags, oldest tagging first."""
+        rows = await self._execute(
+            sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
+            .where(
+                _in_repository(t.image_tags, registry_id, repository),
+                t.image_tags.c.digest.in_(list(digests)),
+            )
+            .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
+        )
+        result: dict[str, list[str]] = {digest: [] for digest in digests}
+        for row in rows:
+            result[row.digest].append(row.tag)
+        return result
+
+    async def insert_image(self, image: ImageRecord) -> None:
+        await self._insert(
+            t.images,
+            {
+                "registry_id": image.registry_id,
+                "repository_name": image.repository_name,
+                "digest": image.digest,
+                "manifest": image.manifest,
+                "media_type": image.media_type,
+                "artifact_media_type": image.artifact_media_type,
+                "size_bytes": image.size_bytes,
+                "pushed_at": image.pushed_at,
+                "last_pulled_at": image.last_pulled_at,
+                "subject_digest": image.subject_digest,
+                "artifact_type": image.artifact_type,
+            },
+        )
+
+    async def set_tag(
+        self, registry_id: str, repository: str, tag: str, digest: str, now: float
+    ) -> None:
+        """Points ``tag`` at ``digest``, moving it from any other image."""
+        updated = await self._execute(
+            t.image_tags.update()
+            .where(_in_repository(t.image_tags, registry_id, repository), t.image_tags.c.tag == tag)
+            .values(digest=digest, tagged_at=now)
+        )
+        if updated.rowcount == 0:
+            await self._insert(
+                t.image_tags,
+                {
+                    "registry_id": registry_id,
+                    "repository_name": repository,
+                    "tag": tag,
+                    "digest": digest,
+                    "tagged_at": now,
+                },
+            )
+
+    async def delete_tag(self, registry_id: str, repository: str, tag: str) -> None:
+        await self._execute(
+            t.image_tags.delete().where(
+                _in_repository(t.image_tags, registry_id, repository), t.image_tags.c.tag == tag
+            )
+        )
+
+    async def count_tags(self, registry_id: str, repository: str, digest: str) -> int:
+        count = await self._scalar(
+            sa.select(sa.func.count())
+            .select_from(t.image_tags)
+            .where(
+                _in_repository(t.image_tags, registry_id, repository),
+                t.image_tags.c.digest == digest,
+            )
+        )
+        return int(count or 0)
+
+    async def delete_image(self, registry_id: str, repository: str, digest: str) -> None:
+        """Deletes the image with its tags and its reference rows."""
+        await self._execute(
+            t.image_tags.delete().where(
+                _in_repository(t.image_tags, registry_id, repository),
+                t.image_tags.c.digest == digest,
+            )
+        )
+        await self._execute(
+            t.image_references.delete().where(
+                _in_repository(t.image_references, registry_id, repository),
+                t.image_references.c.image_digest == digest,
+            )
+        )
+        await self._execute(
+            t.images.delete().where(
+                _in_repository(t.images, registry_id, repository), t.images.c.digest == digest
+            )
+        )
+
+    async def add_image_references(
+        self,
+        registry_id: str,
+        repository: str,
+        image_digest: str,
+        references: Iterable[tuple[str, bool]],
+    ) -> None:
+        rows = [
+            {
+                "registry_id": registry_id,
+                "repository_name": repository,
+                "image_digest": image_digest,
+                "referenced_digest": digest,
+                "is_manifest": is_manifest,
+            }
+            for digest, is_manifest in dict(references).items()
+        ]
+        if rows:
+            await self._execute(t.image_references.insert().values(rows))
+
+    async def indexes_referencing(
+        self, registry_id: str, repository: str, manifest_digest: str
+    ) -> list[str]:
+        rows = await self._execute(
+            sa.select(t.image_references.c.image_digest).where(
+                _in_repository(t.image_references, registry_id, repository),
+                t.image_references.c.referenced_digest == manifest_digest,
+                t.image_references.c.is_manifest.is_(True),
+            )
+        )
+        return [row.image_digest for row in rows]
+
+    async def is_blob_referenced_in_repository(
+        self, registry_id: str, repository: str, digest: str
+    ) -> bool:
+        found = await self._scalar(
+            sa.select(t.image_references.c.image_digest)
+            .where(
+                _in_repository(t.image_references, registry_id, repository),
+                t.image_references.c.referenced_digest == digest,
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    def _tag_status_filter(self, query: sa.Select[Any], tag_status: str | None) -> sa.Select[Any]:
+        tagged = sa.exists().where(
+            t.image_tags.c.registry_id == t.images.c.registry_id,
+            t.image_tags.c.repository_name == t.images.c.repository_name,
+            t.image_tags.c.digest == t.images.c.digest,
+        )
+        if tag_status == "TAGGED":
+            return query.where(tagged)
+        if tag_status == "UNTAGGED":
+            return query.where(~tagged)
+        return query
+
+    async def list_image_summaries(
+        self,
+        registry_id: str,
+        repository: str,
+        *,
+        after_digest: str | None,
+        limit: int | None,
+        tag_status: str | None = None,
+    ) -> list[ImageSummary]:
+        """Images ordered by digest, strictly after ``after_digest`` (keyset pagination)."""
+        query = select_records(t.images, ImageSummary).where(
+            _in_repository(t.images, registry_id, repository)
+        )
+        if after_digest is not None:
+            query = query.where(t.images.c.digest > after_digest)
+        query = self._tag_status_filter(query, tag_status).order_by(t.images.c.digest)
+        if limit is not None:
+            query = query.limit(limit)
+        return [record_from_row(ImageSummary, row) for row in await self._execute(query)]
+
+    async def list_image_ids(
+        self,
+        registry_id: str,
+        repository: str,
+        *,
+        after: tuple[str, str] | None,
+        limit: int,
+        tag_status: str | None,
+    ) -> list[tuple[str, str | None]]:
+        """One (digest, tag) per tag and one (digest, None) per untagged image.
+
+        Ordered by digest then tag, with an untagged image's empty tag first; ``after`` is
+        the last (digest, tag or "") of the previous page.
+        """
+        tag = sa.func.coalesce(t.image_tags.c.tag, "")
+        joined = t.images.outerjoin(
+            t.image_tags,
+            sa.and_(
+                t.image_tags.c.registry_id == t.images.c.registry_id,
+                t.image_tags.c.repository_name == t.images.c.repository_name,
+                t.image_tags.c.digest == t.images.c.digest,
+            ),
+        )
+        query = (
+            sa.select(t.images.c.digest, t.image_tags.c.tag)
+            .select_from(joined)
+            .where(_in_repository(t.images, registry_id, repository))
+        )
+        if tag_status == "TAGGED":
+            query = query.where(t.image_tags.c.tag.is_not(None))
+        elif tag_status == "UNTAGGED":
+            query = query.where(t.image_tags.c.tag.is_(None))
+        if after is not None:
+            query = query.where(
+                sa.or_(
+                    t.images.c.digest > after[0],
+                    sa.and_(t.images.c.digest == after[0], tag > after[1]),
+                )
+            )
+        query = query.order_by(t.images.c.digest, tag).limit(limit)
+        return [(row.digest, row.tag) for row in await self._execute(query)]
+
+    async def list_tags(
+        self, registry_id: str, repository: str, *, after: str | None, limit: int | None
+    ) -> list[str]:
+        query = sa.select(t.image_tags.c.tag).where(
+            _in_repository(t.image_tags, registry_id, repository)
+        )
+        if after is not None:
+            query = query.where(t.image_tags.c.tag > after)
+        query = query.order_by(t.image_tags.c.tag)
+        if limit is not None:
+            query = query.limit(limit)
+        return [row.tag for row in await self._execute(query)]
+
+    async def list_referrers(
+        self, registry_id: str, repository: str, subject_digest: str
+    ) -> list[ImageSummary]:
+        rows = await self._execute(
+            select_records(t.images, ImageSummary)
+            .where(
+                _in_repository(t.images, registry_id, repository),
+                t.images.c.subject_digest == subject_digest,
+            )
+            .order_by(t.images.c.digest)
+        )
+        return [record_from_row(ImageSummary, row) for row in rows]
+
+    async def record_pull_times(self, pulls: Iterable[tuple[str, str, str, float]]) -> None:
+        """Sets lastRecordedPullTime for (registry, repository, digest, time) entries."""
+        for registry_id, repository, digest, pulled_at in pulls:
+            await self._execute(
+                t.images.update()
+                .where(
+                    _in_repository(t.images, registry_id, repository),
+                    t.images.c.digest == digest,
+                )
+                .values(last_pulled_at=pulled_at)
+            )
+
+    # -- blobs and their repository links -------------------------------------------------
+
+    async def add_blob(self, digest: str, size: int, now: float) -> None:
+        # Content-addressed: an existing row for the digest describes the same bytes.
+        with contextlib.suppress(DuplicateKeyError):
+            await self._insert(t.blobs, {"digest": digest, "size_bytes": size, "created_at": now})
+
+    async def get_blob_size(self, digest: str) -> int | None:
+        size = await self._scalar(sa.select(t.blobs.c.size_bytes).where(t.blobs.c.digest == digest))
+        return None if size is None else int(size)
+
+    async def get_layers(
+        self, registry_id: str, repository: str, digests: Sequence[str]
+    ) -> dict[str, LayerRecord]:
+        rows = await self._execute(
+            select_records(t.repository_layers, LayerRecord).where(
+                _in_repository(t.repository_layers, registry_id, repository),
+                t.repository_layers.c.digest.in_(list(digests)),
+            )
+        )
+        return {row.digest: record_from_row(LayerRecord, row) for row in rows}
+
+    async def link_layer(
+        self,
+        registry_id: str,
+        repository: str,
+        digest: str,
+        size: int,
+        media_type: str | None,
+        now: float,
+    ) -> None:
+        """Makes a blob usable in a repository; a known media type is remembered."""
+        try:
+            await self._insert(
+                t.repository_layers,
+                {
+                    "registry_id": registry_id,
+                    "repository_name": repository,
+                    "digest": digest,
+                    "size_bytes": size,
+                    "media_type": media_type,
+                    "created_at": now,
+                },
+            )
+        except DuplicateKeyError:
+            if media_type is not None:
+                await self._execute(
+                    t.repository_layers.update()
+                    .where(
+                        _in_repository(t.repository_layers, registry_id, repository),
+                        t.repository_layers.c.digest == digest,
+                    )
+                    .values(media_type=media_type)
+                )
+
+    async def unlink_layer(self, registry_id: str, repository: str, digest: str) -> bool:
+        deleted = await self._execute(
+            t.repository_layers.delete().where(
+                _in_repository(t.repository_layers, registry_id, repository),
+                t.repository_layers.c.digest == digest,
+            )
+        )
+        return bool(deleted.rowcount)
+
+    # -- uploads --------------------------------------------------------------------------
+
+    async def insert_upload(self, upload: UploadRecord) -> None:
+        await self._insert(
+            t.uploads,
+            {
+                "upload_id": upload.upload_id,
+                "registry_id": upload.registry_id,
+                "repository_name": upload.repository_name,
+                "size_bytes": upload.size_bytes,
+                "part_count": upload.part_count,
+                "last_part_size": upload.last_part_size,
+                "has_small_inner_part": upload.has_small_inner_part,
+                "created_at": upload.created_at,
+                "updated_at": upload.updated_at,
+            },
+        )
+
+    async def get_upload(self, upload_id: str, *, for_update: bool = False) -> UploadRecord | None:
+        query = select_records(t.uploads, UploadRecord).where(t.uploads.c.upload_id == upload_id)
+        if for_update:
+            query = query.with_for_update()
+        row = (await self._execute(query)).first()
+        return None if row is None else record_from_row(UploadRecord, row)
+
+    async def update_upload(self, upload_id: str, **values: Any) -> None:
+        await self._execute(
+            t.uploads.update().where(t.uploads.c.upload_id == upload_id).values(**values)
+        )
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await self._execute(t.uploads.delete().where(t.uploads.c.upload_id == upload_id))
