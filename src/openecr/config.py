@@ -73,6 +73,13 @@ class Settings:
             "the default account. /v2/ still requires a token from GetAuthorizationToken."
         },
     )
+    create_repository_on_push: bool = field(
+        default=False,
+        metadata={
+            "help": "Create a missing repository when an image is pushed to it over /v2/ "
+            "(ECR itself never does)."
+        },
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
     config: Path | None = field(
         default=None, metadata={"help": "Optional TOML file with any of these settings."}

@@ -1,4 +1,4 @@
-"""The aiohttp application: one port for the ECR API and (later) the OCI /v2/ API."""
+"""The aiohttp application: one port for the ECR API and the OCI /v2/ API."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from openecr.ecr_api.dispatch import handle_ecr_request
+from openecr.oci.routes import add_oci_routes
 from openecr.server.services import SERVICES, Services
 
 __all__ = ["MAX_REQUEST_BODY", "build_app"]
@@ -74,4 +75,5 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES] = services
     app.router.add_post("/", handle_ecr_request)
     app.router.add_get("/healthz", health)
+    add_oci_routes(app)
     return app

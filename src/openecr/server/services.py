@@ -9,9 +9,12 @@ from aiohttp import web
 from openecr.config import Settings
 from openecr.services.auth_tokens import RegistryTokens
 from openecr.services.credentials import AccessKeys
+from openecr.services.images import ImageService
 from openecr.services.pull_through_cache import PullThroughCacheService
 from openecr.services.registry import RegistryService
 from openecr.services.repositories import RepositoryService
+from openecr.services.uploads import UploadService
+from openecr.storage.blobs import BlobStore, FilesystemBlobStore
 from openecr.storage.metadata.store import MetadataStore
 
 __all__ = ["SERVICES", "Services"]
@@ -26,6 +29,9 @@ class Services:
     repositories: RepositoryService
     registry: RegistryService
     pull_through_cache: PullThroughCacheService
+    blobs: BlobStore
+    uploads: UploadService
+    images: ImageService
 
     @property
     def public_url(self) -> str:
@@ -34,6 +40,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         store = await MetadataStore.open(settings.effective_database_url)
+        blobs = FilesystemBlobStore(settings.data_dir)
         return cls(
             settings=settings,
             store=store,
@@ -42,9 +49,13 @@ class Services:
             repositories=RepositoryService(store),
             registry=RegistryService(store),
             pull_through_cache=PullThroughCacheService(store),
+            blobs=blobs,
+            uploads=UploadService(store, blobs),
+            images=ImageService(store),
         )
 
     async def close(self) -> None:
+        await self.images.flush_pull_times()
         await self.store.close()
 
 

@@ -89,3 +89,13 @@ class RegistryTokens:
         if claims.expires_at <= now:
             raise InvalidTokenError("token has expired")
         return claims
+
+    def sign_download(self, path: str, expires_at: int) -> str:
+        """A signature that lets ``path`` (a blob URL) be fetched until ``expires_at``."""
+        message = f"download\n{path}\n{expires_at}".encode()
+        return _b64(hmac.new(self._key, message, hashlib.sha256).digest())
+
+    def download_is_valid(self, path: str, expires_at: int, signature: str, *, now: float) -> bool:
+        if expires_at <= now:
+            return False
+        return hmac.compare_digest(signature, self.sign_download(path, expires_at))

@@ -276,6 +276,26 @@ class RepositoryService:
             await session.delete_repository(registry, name)
         return repository
 
+    async def ensure_repository(self, registry_id: str, name: str) -> None:
+        """Creates the repository with default settings unless it exists (push-to-create)."""
+        record = RepositoryRecord(
+            registry_id=registry_id,
+            name=name,
+            created_at=round(time.time(), 3),
+            image_tag_mutability="MUTABLE",
+            scan_on_push=False,
+            encryption_type="AES256",
+        )
+        async with self._store.write() as session:
+            if await session.get_repository(registry_id, name) is None:
+                await session.insert_repository(record)
+
+    async def list_names(self, registry_id: str, *, after: str | None, limit: int) -> list[str]:
+        """Repository names in lexical order after ``after`` (the /v2/_catalog listing)."""
+        async with self._store.read() as session:
+            page = await session.list_repositories(registry_id, after=after, limit=limit)
+        return [repository.name for repository in page]
+
     async def get_repository(
         self, caller: CallerContext, *, registry_id: str | None, name: str
     ) -> RepositoryRecord:

@@ -300,16 +300,16 @@ class ImageQueries(QueryBase):
 
     async def list_referrers(
         self, registry_id: str, repository: str, subject_digest: str
-    ) -> list[ImageSummary]:
+    ) -> list[ImageRecord]:
         rows = await self._execute(
-            select_records(t.images, ImageSummary)
+            select_records(t.images, ImageRecord)
             .where(
                 _in_repository(t.images, registry_id, repository),
                 t.images.c.subject_digest == subject_digest,
             )
             .order_by(t.images.c.digest)
         )
-        return [record_from_row(ImageSummary, row) for row in rows]
+        return [record_from_row(ImageRecord, row) for row in rows]
 
     async def record_pull_times(self, pulls: Iterable[tuple[str, str, str, float]]) -> None:
         """Sets lastRecordedPullTime for (registry, repository, digest, time) entries."""

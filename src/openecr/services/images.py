@@ -1,0 +1,562 @@
+"""Images: manifests, tags and their rules, shared by the ECR API and the OCI /v2/ API.
+
+An image pushed through either API is visible through both: both call ``put_image``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from openecr.errors import (
+    ImageAlreadyExistsError,
+    ImageDigestDoesNotMatchError,
+    ImageNotFoundError,
+    ImageTagAlreadyExistsError,
+    InvalidParameterError,
+    LayersNotFoundError,
+    LimitExceededError,
+    ReferencedImagesNotFoundError,
+)
+from openecr.services.manifests import (
+    ManifestInvalid,
+    ManifestTooLarge,
+    ParsedManifest,
+    ecr_tag_is_valid,
+    image_size,
+    parse_manifest,
+)
+from openecr.services.repositories import require_repository
+from openecr.storage.metadata.records import ImageRecord, ImageSummary, RepositoryRecord
+from openecr.storage.metadata.store import MetadataSession, MetadataStore
+
+__all__ = [
+    "MAX_IMAGES_PER_REPOSITORY",
+    "MAX_TAGS_PER_IMAGE",
+    "DeletedImages",
+    "DescribedImage",
+    "FetchedImages",
+    "ImageFailure",
+    "ImageId",
+    "ImageService",
+]
+
+MAX_TAGS_PER_IMAGE = 1000
+MAX_IMAGES_PER_REPOSITORY = 100_000
+_DIGEST = re.compile(r"[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+")
+_PULL_FLUSH_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ImageId:
+    digest: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFailure:
+    image_id: ImageId
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedImages:
+    images: list[tuple[ImageRecord, str | None]]  # (image, the tag it was asked for)
+    failures: list[ImageFailure]
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedImages:
+    deleted: list[ImageId]
+    failures: list[ImageFailure]
+
+
+@dataclass(frozen=True, slots=True)
+class DescribedImage:
+    image: ImageSummary
+    tags: list[str] = field(default_factory=list)
+
+
+def _image_not_found(registry_id: str, repository: str, image_id: ImageId) -> ImageNotFoundError:
+    digest = f"'{image_id.digest}'" if image_id.digest else "null"
+    tag = f"'{image_id.tag}'" if image_id.tag else "null"
+    return ImageNotFoundError(
+        f"The image with imageId {{imageDigest:{digest}, imageTag:{tag}}} does not exist within "
+        f"the repository with name '{repository}' in the registry with id '{registry_id}'"
+    )
+
+
+def _wildcard(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
+
+
+def tag_is_immutable(repository: RepositoryRecord, tag: str) -> bool:
+    """Whether ``tag`` may not move in this repository, exclusion filters included."""
+    mutability = repository.image_tag_mutability
+    if mutability in ("MUTABLE", "IMMUTABLE"):
+        return mutability == "IMMUTABLE"
+    filters = json.loads(repository.tag_mutability_exclusion_filters or "[]")
+    excluded = any(_wildcard(f["filter"]).fullmatch(tag) for f in filters)
+    # The filters name the tags that behave opposite to the base setting.
+    return excluded if mutability == "MUTABLE_WITH_EXCLUSION" else not excluded
+
+
+def check_image_id(image_id: ImageId) -> ImageFailure | None:
+    """The failure ECR reports for a malformed image id in a batch, if any."""
+    if not image_id.digest and not image_id.tag:
+        return ImageFailure(
+            image_id,
+            "MissingDigestAndTag",
+            "Invalid request parameters: both tag and digest cannot be null",
+        )
+    if image_id.digest is not None and not _DIGEST.fullmatch(image_id.digest):
+        return ImageFailure(
+            image_id,
+            "InvalidImageDigest",
+            "Invalid request parameters: image digest should satisfy the regex "
+            "'[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'",
+        )
+    if image_id.tag is not None and not ecr_tag_is_valid(image_id.tag):
+        return ImageFailure(
+            image_id,
+            "InvalidImageTag",
+            "Invalid request parameters: image tag should satisfy the regex '[a-zA-Z0-9-_.]+'",
+        )
+    return None
+
+
+class ImageService:
+    def __init__(self, store: MetadataStore) -> None:
+        self._store = store
+        self._pending_pulls: dict[tuple[str, str, str], float] = {}
+        self._flush_task: asyncio.Task[None] | None = None
+
+    # -- push -----------------------------------------------------------------------------
+
+    async def put_image(
+        self,
+        registry_id: str,
+        repository: str,
+        manifest: bytes,
+        *,
+        media_type: str | None,
+        tag: str | None,
+        expected_digest: str | None,
+        repush_is_error: bool,
+        infer_media_type: bool,
+    ) -> ImageRecord:
+        """Stores a manifest, optionally tagging it.
+
+        ``repush_is_error`` is ECR's PutImage rule (pushing an existing digest+tag fails with
+        ImageAlreadyExistsException); over /v2/ a re-push is a successful no-op.
+        ``infer_media_type`` allows a manifest with neither a ``mediaType`` field nor a
+        declared type (OCI allows it; ECR's PutImage does not).
+        """
+        try:
+            parsed = parse_manifest(manifest, media_type, infer_media_type=infer_media_type)
+        except ManifestTooLarge:
+            raise InvalidParameterError(
+                "Invalid parameter at 'imageManifest' failed to satisfy constraint: "
+                "'Member must have length less than or equal to 4194304'"
+            ) from None
+        except ManifestInvalid as invalid:
+            raise InvalidParameterError(
+                "Invalid parameter at 'imageManifest' failed to satisfy constraint: "
+                f"'Invalid JSON syntax: {invalid}'"
+            ) from None
+        if expected_digest is not None and expected_digest != parsed.digest:
+            raise ImageDigestDoesNotMatchError(
+                f"Invalid parameter at 'imageDigest' failed to satisfy constraint: 'The image "
+                f"digest '{expected_digest}' does not match the digest of the manifest "
+                f"'{parsed.digest}''"
+            )
+        if tag is not None and not ecr_tag_is_valid(tag):
+            raise InvalidParameterError(
+                "Invalid parameter at 'imageTag' failed to satisfy constraint: 'must satisfy "
+                "regular expression '[a-zA-Z0-9-_.]+''"
+            )
+        now = round(time.time(), 3)
+        async with self._store.write() as session:
+            # Locking the repository row serialises pushes per repository, so the tag and
+            # immutability checks below cannot race another push (PostgreSQL; SQLite
+            # serialises all writers anyway).
+            repo = await require_repository(session, registry_id, repository, for_update=True)
+            blob_sizes = await self._check_references(session, registry_id, repository, parsed)
+            existing = await session.get_image(registry_id, repository, parsed.digest)
+            current_digest = (
+                await session.digest_for_tag(registry_id, repository, tag) if tag else None
+            )
+            if existing is not None and (tag is None or current_digest == parsed.digest):
+                if repush_is_error:
+                    raise ImageAlreadyExistsError(
+                        f"Image with digest '{parsed.digest}' and tag '{tag}' already exists in "
+                        f"the repository with name '{repository}' in registry with id "
+                        f"'{registry_id}'"
+                    )
+                return existing
+            if tag is not None and current_digest is not None and tag_is_immutable(repo, tag):
+                raise ImageTagAlreadyExistsError(
+                    f"The image tag '{tag}' already exists in the '{repository}' repository and "
+                    "cannot be overwritten because the tag is immutable."
+                )
+            if existing is None:
+                if await session.count_images(registry_id, repository) >= (
+                    MAX_IMAGES_PER_REPOSITORY
+                ):
+                    raise LimitExceededError(
+                        f"The repository '{repository}' already holds the maximum of "
+                        f"{MAX_IMAGES_PER_REPOSITORY} images."
+                    )
+                image = ImageRecord(
+                    registry_id=registry_id,
+                    repository_name=repository,
+                    digest=parsed.digest,
+                    manifest=manifest,
+                    media_type=parsed.media_type,
+                    artifact_media_type=parsed.config.media_type if parsed.config else None,
+                    size_bytes=await self._image_size(
+                        session, registry_id, repository, parsed, blob_sizes
+                    ),
+                    pushed_at=now,
+                    subject_digest=parsed.subject.digest if parsed.subject else None,
+                    artifact_type=parsed.artifact_type,
+                )
+                await session.insert_image(image)
+                references = [(digest, False) for digest in parsed.referenced_blob_digests]
+                references += [(digest, True) for digest in parsed.referenced_manifest_digests]
+                await session.add_image_references(
+                    registry_id, repository, parsed.digest, references
+                )
+                for descriptor in (*([parsed.config] if parsed.config else []), *parsed.layers):
+                    if descriptor.digest in blob_sizes:  # remember the media type it has
+                        await session.link_layer(
+                            registry_id,
+                            repository,
+                            descriptor.digest,
+                            blob_sizes[descriptor.digest],
+                            descriptor.media_type,
+                            now,
+                        )
+            else:
+                image = existing
+            if tag is not None:
+                if await session.count_tags(registry_id, repository, parsed.digest) >= (
+                    MAX_TAGS_PER_IMAGE
+                ):
+                    raise LimitExceededError(
+                        f"The image {parsed.digest} already has the maximum of "
+                        f"{MAX_TAGS_PER_IMAGE} tags."
+                    )
+                await session.set_tag(registry_id, repository, tag, parsed.digest, now)
+        return image
+
+    async def _check_references(
+        self,
+        session: MetadataSession,
+        registry_id: str,
+        repository: str,
+        parsed: ParsedManifest,
+    ) -> dict[str, int]:
+        """Checks that everything the manifest needs is in the repository.
+
+        Returns the stored sizes of the manifest's blobs (schema 1 manifests record none).
+        Non-distributable ("foreign") layers are not required, as in every registry.
+        """
+        required = list(parsed.required_blob_digests)
+        found = await session.get_layers(
+            registry_id, repository, list(parsed.referenced_blob_digests)
+        )
+        missing = [digest for digest in required if digest not in found]
+        if missing:
+            raise LayersNotFoundError(
+                f"Layers with digests {missing} required for pushing image into repository "
+                f"with name '{repository}' in registry with id '{registry_id}' do not exist"
+            )
+        children = list(parsed.referenced_manifest_digests)
+        if children:
+            found_images = await session.get_image_summaries(registry_id, repository, children)
+            missing = [digest for digest in children if digest not in found_images]
+            if missing:
+                raise ReferencedImagesNotFoundError(
+                    f"Images with digests {missing} referenced by the manifest list do not "
+                    f"exist in the repository with name '{repository}' in registry with id "
+                    f"'{registry_id}'"
+                )
+        return {digest: layer.size_bytes for digest, layer in found.items()}
+
+    async def _image_size(
+        self,
+        session: MetadataSession,
+        registry_id: str,
+        repository: str,
+        parsed: ParsedManifest,
+        blob_sizes: dict[str, int],
+    ) -> int:
+        """ECR's imageSizeInBytes: layer sizes, or for an index its largest child image."""
+        children = list(parsed.referenced_manifest_digests)
+        found = (
+            await session.get_image_summaries(registry_id, repository, children) if children else {}
+        )
+        return image_size(
+            parsed,
+            manifest_sizes={digest: image.size_bytes for digest, image in found.items()},
+            blob_sizes=blob_sizes,
+        )
+
+    # -- pull -----------------------------------------------------------------------------
+
+    async def resolve(self, registry_id: str, repository: str, reference: str) -> ImageRecord:
+        """The image a tag or digest names; records the pull."""
+        is_digest = ":" in reference
+        image_id = ImageId(digest=reference) if is_digest else ImageId(tag=reference)
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            digest = (
+                reference
+                if is_digest
+                else await session.digest_for_tag(registry_id, repository, reference)
+            )
+            image = await session.get_image(registry_id, repository, digest) if digest else None
+        if image is None:
+            raise _image_not_found(registry_id, repository, image_id)
+        self.record_pull(registry_id, repository, image.digest)
+        return image
+
+    async def find(self, registry_id: str, repository: str, reference: str) -> ImageRecord | None:
+        """Like ``resolve`` but without recording a pull (HEAD requests, existence checks)."""
+        is_digest = ":" in reference
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            digest = (
+                reference
+                if is_digest
+                else await session.digest_for_tag(registry_id, repository, reference)
+            )
+            return await session.get_image(registry_id, repository, digest) if digest else None
+
+    async def batch_get(
+        self,
+        registry_id: str,
+        repository: str,
+        image_ids: Sequence[ImageId],
+        accepted_media_types: Sequence[str] | None,
+    ) -> FetchedImages:
+        images: list[tuple[ImageRecord, str | None]] = []
+        failures: list[ImageFailure] = []
+        seen: set[tuple[str, str | None]] = set()
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            for image_id in image_ids:
+                failure = check_image_id(image_id)
+                if failure is None:
+                    found, failure = await self._lookup(session, registry_id, repository, image_id)
+                    if found is not None:
+                        if accepted_media_types and found.media_type not in accepted_media_types:
+                            failure = ImageFailure(
+                                image_id,
+                                "ImageNotFound",
+                                "Requested image not found in the accepted media types",
+                            )
+                        elif (found.digest, image_id.tag) not in seen:
+                            seen.add((found.digest, image_id.tag))
+                            images.append((found, image_id.tag))
+                if failure is not None:
+                    failures.append(failure)
+        for image, _ in images:
+            self.record_pull(registry_id, repository, image.digest)
+        return FetchedImages(images, failures)
+
+    async def _lookup(
+        self, session: MetadataSession, registry_id: str, repository: str, image_id: ImageId
+    ) -> tuple[ImageRecord | None, ImageFailure | None]:
+        digest = image_id.digest
+        if image_id.tag is not None:
+            tagged = await session.digest_for_tag(registry_id, repository, image_id.tag)
+            if tagged is None:
+                return None, ImageFailure(image_id, "ImageNotFound", "Requested image not found")
+            if digest is not None and digest != tagged:
+                return None, ImageFailure(
+                    image_id,
+                    "ImageTagDoesNotMatchDigest",
+                    "Invalid request parameters: the image tag does not match the image digest",
+                )
+            digest = tagged
+        assert digest is not None
+        image = await session.get_image(registry_id, repository, digest)
+        if image is None:
+            return None, ImageFailure(image_id, "ImageNotFound", "Requested image not found")
+        return image, None
+
+    def record_pull(self, registry_id: str, repository: str, digest: str) -> None:
+        """Notes a pull; pull times are written in batches, not one write per pull."""
+        self._pending_pulls[(registry_id, repository, digest)] = round(time.time(), 3)
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(_PULL_FLUSH_SECONDS)
+        await self.flush_pull_times()
+
+    async def flush_pull_times(self) -> None:
+        pending, self._pending_pulls = self._pending_pulls, {}
+        if pending:
+            async with self._store.write() as session:
+                await session.record_pull_times(
+                    (registry, repository, digest, pulled_at)
+                    for (registry, repository, digest), pulled_at in pending.items()
+                )
+
+    # -- delete ---------------------------------------------------------------------------
+
+    async def batch_delete(
+        self, registry_id: str, repository: str, image_ids: Sequence[ImageId]
+    ) -> DeletedImages:
+        deleted: list[ImageId] = []
+        failures: list[ImageFailure] = []
+        async with self._store.write() as session:
+            await require_repository(session, registry_id, repository, for_update=True)
+            for image_id in image_ids:
+                failure = check_image_id(image_id)
+                if failure is None:
+                    found, failure = await self._lookup(session, registry_id, repository, image_id)
+                    if found is not None:
+                        failure = await self._delete_one(
+                            session, registry_id, repository, image_id, found, deleted
+                        )
+                if failure is not None:
+                    failures.append(failure)
+        return DeletedImages(deleted, failures)
+
+    async def _delete_one(
+        self,
+        session: MetadataSession,
+        registry_id: str,
+        repository: str,
+        image_id: ImageId,
+        image: ImageRecord,
+        deleted: list[ImageId],
+    ) -> ImageFailure | None:
+        tags = (await session.tags_by_digest(registry_id, repository, [image.digest]))[image.digest]
+        removes_image = image_id.tag is None or tags == [image_id.tag]
+        if removes_image and await session.indexes_referencing(
+            registry_id, repository, image.digest
+        ):
+            return ImageFailure(
+                image_id,
+                "ImageReferencedByManifestList",
+                "Requested image is referenced by a manifest list",
+            )
+        if not removes_image:
+            assert image_id.tag is not None
+            await session.delete_tag(registry_id, repository, image_id.tag)
+            deleted.append(ImageId(image.digest, image_id.tag))
+            return None
+        await session.delete_image(registry_id, repository, image.digest)
+        if tags:
+            deleted.extend(ImageId(image.digest, tag) for tag in tags)
+        else:
+            deleted.append(ImageId(image.digest))
+        return None
+
+    async def delete_tag(self, registry_id: str, repository: str, tag: str) -> None:
+        """Removes a tag only (OCI DELETE by tag); the image stays, maybe untagged."""
+        async with self._store.write() as session:
+            await require_repository(session, registry_id, repository, for_update=True)
+            if await session.digest_for_tag(registry_id, repository, tag) is None:
+                raise _image_not_found(registry_id, repository, ImageId(tag=tag))
+            await session.delete_tag(registry_id, repository, tag)
+
+    async def delete_by_digest(self, registry_id: str, repository: str, digest: str) -> None:
+        result = await self.batch_delete(registry_id, repository, [ImageId(digest=digest)])
+        if result.failures:
+            failure = result.failures[0]
+            if failure.code == "ImageNotFound":
+                raise _image_not_found(registry_id, repository, ImageId(digest=digest))
+            raise InvalidParameterError(failure.reason)
+
+    # -- listings -------------------------------------------------------------------------
+
+    async def list_image_ids(
+        self,
+        registry_id: str,
+        repository: str,
+        *,
+        after: tuple[str, str] | None,
+        limit: int,
+        tag_status: str | None,
+    ) -> list[tuple[str, str | None]]:
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            return await session.list_image_ids(
+                registry_id, repository, after=after, limit=limit, tag_status=tag_status
+            )
+
+    async def describe(
+        self,
+        registry_id: str,
+        repository: str,
+        *,
+        image_ids: Sequence[ImageId] | None,
+        after_digest: str | None,
+        limit: int,
+        tag_status: str | None,
+    ) -> list[DescribedImage]:
+        await self.flush_pull_times()
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            if image_ids:
+                summaries: list[ImageSummary] = []
+                for image_id in image_ids:
+                    failure = check_image_id(image_id)
+                    found, failure = (
+                        (None, failure)
+                        if failure
+                        else await self._lookup(session, registry_id, repository, image_id)
+                    )
+                    if found is None:
+                        if failure is not None and failure.code != "ImageNotFound":
+                            raise InvalidParameterError(failure.reason)
+                        raise _image_not_found(registry_id, repository, image_id)
+                    if all(s.digest != found.digest for s in summaries):
+                        summaries.append(
+                            (
+                                await session.get_image_summaries(
+                                    registry_id, repository, [found.digest]
+                                )
+                            )[found.digest]
+                        )
+            else:
+                summaries = await session.list_image_summaries(
+                    registry_id,
+                    repository,
+                    after_digest=after_digest,
+                    limit=limit,
+                    tag_status=tag_status,
+                )
+            tags = await session.tags_by_digest(
+                registry_id, repository, [s.digest for s in summaries]
+            )
+        return [DescribedImage(s, tags[s.digest]) for s in summaries]
+
+    async def list_tags(
+        self, registry_id: str, repository: str, *, after: str | None, limit: int | None
+    ) -> list[str]:
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            return await session.list_tags(registry_id, repository, after=after, limit=limit)
+
+    async def is_layer_referenced(self, registry_id: str, repository: str, digest: str) -> bool:
+        async with self._store.read() as session:
+            return await session.is_blob_referenced_in_repository(registry_id, repository, digest)
+
+    async def referrer_images(
+        self, registry_id: str, repository: str, subject_digest: str
+    ) -> list[ImageRecord]:
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            return await session.list_referrers(registry_id, repository, subject_digest)
