@@ -13,7 +13,14 @@ import msgspec
 from aiohttp import web
 
 # Importing the handler modules registers their operations.
-from openecr.ecr_api import images, pull_through_cache, registry, repositories  # noqa: F401
+from openecr.ecr_api import (  # noqa: F401
+    images,
+    lifecycle,
+    pull_through_cache,
+    registry,
+    repositories,
+    scanning,
+)
 from openecr.ecr_api._authentication import authenticate
 from openecr.ecr_api._operations import HANDLERS
 from openecr.ecr_api._validation import decode_request

@@ -10,6 +10,7 @@ from openecr.config import Settings
 from openecr.services.auth_tokens import RegistryTokens
 from openecr.services.credentials import AccessKeys
 from openecr.services.images import ImageService
+from openecr.services.lifecycle_previews import LifecyclePreviewService
 from openecr.services.pull_through_cache import PullThroughCacheService
 from openecr.services.registry import RegistryService
 from openecr.services.repositories import RepositoryService
@@ -32,6 +33,7 @@ class Services:
     blobs: BlobStore
     uploads: UploadService
     images: ImageService
+    lifecycle_previews: LifecyclePreviewService
 
     @property
     def public_url(self) -> str:
@@ -52,9 +54,11 @@ class Services:
             blobs=blobs,
             uploads=UploadService(store, blobs),
             images=ImageService(store),
+            lifecycle_previews=LifecyclePreviewService(store),
         )
 
     async def close(self) -> None:
+        await self.lifecycle_previews.wait_idle()
         await self.images.flush_pull_times()
         await self.store.close()
 

@@ -339,6 +339,24 @@ class ImageService:
             )
             return await session.get_image(registry_id, repository, digest) if digest else None
 
+    async def require_image(
+        self, registry_id: str, repository: str, image_id: ImageId
+    ) -> ImageRecord:
+        """The image an id names, or ImageNotFoundException (bad ids are parameter errors)."""
+        failure = check_image_id(image_id)
+        if failure is not None and failure.code != "MissingDigestAndTag":
+            raise InvalidParameterError(failure.reason)
+        async with self._store.read() as session:
+            await require_repository(session, registry_id, repository)
+            found, _ = (
+                (None, None)
+                if failure is not None
+                else await self._lookup(session, registry_id, repository, image_id)
+            )
+        if found is None:
+            raise _image_not_found(registry_id, repository, image_id)
+        return found
+
     async def batch_get(
         self,
         registry_id: str,

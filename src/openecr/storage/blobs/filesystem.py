@@ -508,7 +508,8 @@ def _stat_if_still_linked(fd: int, path: Path) -> os.stat_result | None:
         linked = os.stat(path)
     except FileNotFoundError:
         return None
-    pass
+    if (linked.st_dev, linked.st_ino) != (st.st_dev, st.st_ino):
+        return None
     return st
 
 

@@ -89,6 +89,29 @@ class ImageQueries(QueryBase):
             result[row.digest].append(row.tag)
         return result
 
+    async def all_tags(self, registry_id: str, repository: str) -> dict[str, list[str]]:
+        """Every tag of the repository, grouped by image digest."""
+        rows = await self._execute(
+            sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
+            .where(_in_repository(t.image_tags, registry_id, repository))
+            .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
+        )
+        result: dict[str, list[str]] = {}
+        for row in rows:
+            result.setdefault(row.digest, []).append(row.tag)
+        return result
+
+    async def manifests_referenced_by_indexes(self, registry_id: str, repository: str) -> set[str]:
+        rows = await self._execute(
+            sa.select(t.image_references.c.referenced_digest)
+            .where(
+                _in_repository(t.image_references, registry_id, repository),
+                t.image_references.c.is_manifest.is_(True),
+            )
+            .distinct()
+        )
+        return {row.referenced_digest for row in rows}
+
     async def insert_image(self, image: ImageRecord) -> None:
         await self._insert(
             t.images,

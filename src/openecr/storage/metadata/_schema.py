@@ -158,3 +158,14 @@ image_references = Table(
     Column("referenced_digest", String(160), primary_key=True),
     Column("is_manifest", Boolean, nullable=False),
 )
+
+lifecycle_previews = Table(
+    "lifecycle_previews",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("repository_name", String(256), primary_key=True),
+    Column("policy_text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("results", Text),
+)

@@ -9,6 +9,7 @@ __all__ = [
     "ImageRecord",
     "ImageSummary",
     "LayerRecord",
+    "LifecyclePreviewRecord",
     "PullThroughCacheRuleRecord",
     "RegistryRecord",
     "RepositoryRecord",
@@ -113,3 +114,13 @@ class UploadRecord:
     has_small_inner_part: bool
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePreviewRecord:
+    registry_id: str
+    repository_name: str
+    policy_text: str
+    status: str
+    started_at: float
+    results: str | None = None  # JSON list of preview results once COMPLETE

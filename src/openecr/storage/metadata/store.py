@@ -31,6 +31,7 @@ from openecr.storage.metadata._base import DuplicateKeyError, record_from_row, s
 from openecr.storage.metadata._images import ImageQueries
 from openecr.storage.metadata.records import (
     AccessKeyRecord,
+    LifecyclePreviewRecord,
     PullThroughCacheRuleRecord,
     RegistryRecord,
     RepositoryRecord,
@@ -189,7 +190,14 @@ class MetadataSession(ImageQueries):
 
     async def delete_repository(self, registry_id: str, name: str) -> None:
         """Deletes the repository with everything it owns (tags, images, image tags)."""
-        for table in (t.image_tags, t.images, t.repository_tags):
+        for table in (
+            t.image_tags,
+            t.image_references,
+            t.images,
+            t.repository_tags,
+            t.repository_layers,
+            t.lifecycle_previews,
+        ):
             await self._execute(
                 table.delete().where(
                     table.c.registry_id == registry_id, table.c.repository_name == name
@@ -252,6 +260,32 @@ class MetadataSession(ImageQueries):
                 t.repository_tags.c.key.in_(keys),
             )
         )
+
+    # -- lifecycle policy previews --------------------------------------------------------
+
+    async def get_lifecycle_preview(
+        self, registry_id: str, repository: str
+    ) -> LifecyclePreviewRecord | None:
+        table = t.lifecycle_previews
+        row = (
+            await self._execute(
+                select_records(table, LifecyclePreviewRecord).where(
+                    table.c.registry_id == registry_id, table.c.repository_name == repository
+                )
+            )
+        ).first()
+        return None if row is None else record_from_row(LifecyclePreviewRecord, row)
+
+    async def save_lifecycle_preview(self, preview: LifecyclePreviewRecord) -> None:
+        """Replaces the repository's preview (there is one per repository)."""
+        table = t.lifecycle_previews
+        await self._execute(
+            table.delete().where(
+                table.c.registry_id == preview.registry_id,
+                table.c.repository_name == preview.repository_name,
+            )
+        )
+        await self._insert(table, asdict(preview))
 
     # -- pull-through cache rules ---------------------------------------------------------
 
