@@ -260,17 +260,35 @@ def docstring(text: str, indent: str) -> str:
     return f'{indent}"""{lines[0]}\n{body}{indent}"""\n'
 
 
+# Not an ECR shape: what the SDK attaches to every response it returns. The server never
+# sets it, so it is never encoded on the wire.
+RESPONSE_METADATA = '''
+
+class ResponseMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How a response arrived: set by the SDK on every response it returns.
+
+    ``raw_response`` is the ``httpx.Response``; ``retry_attempts`` counts the retries made.
+    """
+
+    request_id: str | None = None
+    http_status_code: int | None = None
+    headers: dict[str, str] = {}
+    retry_attempts: int = 0
+    raw_response: Any = None
+'''
+
+
 def render_shapes(model: Model) -> str:
     out: list[str] = [
         header(model.digest, "The ECR wire shapes as msgspec structs (generated)."),
         "\n",
         "from __future__ import annotations\n\n",
-        "from typing import Literal, TypeAlias\n\n",
+        "from typing import Any, Literal, TypeAlias\n\n",
         "import msgspec\n\n",
     ]
     structs = model.structs()
     enums = model.enums()
-    names = sorted([*structs, *enums, "REQUEST_TYPES", "RESPONSE_TYPES"])
+    names = sorted([*structs, *enums, "REQUEST_TYPES", "RESPONSE_TYPES", "ResponseMetadata"])
     out.append("__all__ = [\n")
     out.extend(f'    "{n}",\n' for n in names)
     out.append("]\n\n")
@@ -283,6 +301,7 @@ def render_shapes(model: Model) -> str:
             items = "".join(f"    {json.dumps(v)},\n" for v in model.shapes[name]["enum"])
             line = f"{name}: TypeAlias = Literal[\n{items}]\n"
         out.append(line)
+    out.append(RESPONSE_METADATA)
     for name in structs:
         shape = model.shapes[name]
         out.append("\n\n")
@@ -299,6 +318,12 @@ def render_shapes(model: Model) -> str:
             else:
                 field = f"msgspec.field(default=None, name={_str(wire)})"
                 out.append(f"    {attr}: {typ} | None = {field}\n")
+        if name in model.output_of:
+            out.append(
+                "    response_metadata: ResponseMetadata | None = msgspec.field(\n"
+                '        default=None, name="ResponseMetadata"\n'
+                "    )\n"
+            )
     for table, key in (("REQUEST_TYPES", "input"), ("RESPONSE_TYPES", "output")):
         which = "request" if key == "input" else "response"
         out.append("\n")
@@ -506,7 +531,9 @@ Everything here is generated from botocore's ECR service model by
 
 
 def render_init(model: Model) -> str:
-    shape_names = sorted([*model.structs(), *model.enums(), "REQUEST_TYPES", "RESPONSE_TYPES"])
+    shape_names = sorted(
+        [*model.structs(), *model.enums(), "REQUEST_TYPES", "RESPONSE_TYPES", "ResponseMetadata"]
+    )
     catalog_names = [
         "API_VERSION",
         "MODEL_SHA256",

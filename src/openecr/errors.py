@@ -15,6 +15,7 @@ __all__ = [
     "AccessDeniedError",
     "ECRError",
     "EmptyUploadError",
+    "EndpointConnectionError",
     "ExpiredTokenError",
     "ImageAlreadyExistsError",
     "ImageDigestDoesNotMatchError",
@@ -36,6 +37,7 @@ __all__ = [
     "LifecyclePolicyPreviewNotFoundError",
     "LimitExceededError",
     "MissingAuthenticationTokenError",
+    "OpenECRError",
     "PullThroughCacheRuleAlreadyExistsError",
     "PullThroughCacheRuleNotFoundError",
     "ReferencedImagesNotFoundError",
@@ -44,12 +46,14 @@ __all__ = [
     "RepositoryNotEmptyError",
     "RepositoryNotFoundError",
     "RepositoryPolicyNotFoundError",
+    "RequestTimeoutError",
     "ScanNotFoundError",
     "SecretNotFoundError",
     "SerializationError",
     "ServerError",
     "ThrottlingError",
     "TooManyTagsError",
+    "TransportError",
     "UnableToAccessSecretError",
     "UnableToDecryptSecretValueError",
     "UnableToGetUpstreamImageError",
@@ -60,11 +64,36 @@ __all__ = [
     "UnsupportedUpstreamRegistryError",
     "UploadNotFoundError",
     "ValidationError",
+    "WaiterError",
     "error_class_for_code",
 ]
 
 
-class ECRError(Exception):
+class OpenECRError(Exception):
+    """Base of every error openecr raises: service errors and client-side failures."""
+
+
+class TransportError(OpenECRError):
+    """The request did not get an HTTP answer (the SDK retries these)."""
+
+
+class EndpointConnectionError(TransportError):
+    """Could not connect to the endpoint."""
+
+
+class RequestTimeoutError(TransportError):
+    """The endpoint did not answer in time."""
+
+
+class WaiterError(OpenECRError):
+    """A waiter gave up: a failure state, an error response, or too many attempts."""
+
+    def __init__(self, message: str, *, last_response: object | None = None) -> None:
+        super().__init__(message)
+        self.last_response = last_response
+
+
+class ECRError(OpenECRError):
     """Base of every error the ECR API can answer with.
 
     ``extra`` holds the error's modelled members beyond ``message`` (for example

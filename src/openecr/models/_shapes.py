@@ -7,7 +7,7 @@ Do not edit by hand: rerun the generator.
 
 from __future__ import annotations
 
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -141,6 +141,7 @@ __all__ = [
     "RepositoryScanningConfigurationFailure",
     "Resource",
     "ResourceDetails",
+    "ResponseMetadata",
     "ScanFrequency",
     "ScanStatus",
     "ScanType",
@@ -238,6 +239,19 @@ UpstreamRegistry: TypeAlias = Literal[
 ]
 
 
+class ResponseMetadata(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """How a response arrived: set by the SDK on every response it returns.
+
+    ``raw_response`` is the ``httpx.Response``; ``retry_attempts`` counts the retries made.
+    """
+
+    request_id: str | None = None
+    http_status_code: int | None = None
+    headers: dict[str, str] = {}
+    retry_attempts: int = 0
+    raw_response: Any = None
+
+
 class Attribute(msgspec.Struct, kw_only=True, omit_defaults=True):
     """This data type is used in the ImageScanFinding data type."""
 
@@ -283,6 +297,9 @@ class BatchCheckLayerAvailabilityResponse(msgspec.Struct, kw_only=True, omit_def
 
     layers: list[Layer] | None = None
     failures: list[LayerFailure] | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class BatchDeleteImageRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -300,6 +317,9 @@ class BatchDeleteImageResponse(msgspec.Struct, kw_only=True, omit_defaults=True)
 
     image_ids: list[ImageIdentifier] | None = msgspec.field(default=None, name="imageIds")
     failures: list[ImageFailure] | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class BatchGetImageRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -316,6 +336,9 @@ class BatchGetImageResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     images: list[Image] | None = None
     failures: list[ImageFailure] | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class BatchGetRepositoryScanningConfigurationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -331,6 +354,9 @@ class BatchGetRepositoryScanningConfigurationResponse(msgspec.Struct, kw_only=Tr
 
     scanning_configurations: list[RepositoryScanningConfiguration] | None = msgspec.field(default=None, name="scanningConfigurations")
     failures: list[RepositoryScanningConfigurationFailure] | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class CompleteLayerUploadRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -351,6 +377,9 @@ class CompleteLayerUploadResponse(msgspec.Struct, kw_only=True, omit_defaults=Tr
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     upload_id: str | None = msgspec.field(default=None, name="uploadId")
     layer_digest: str | None = msgspec.field(default=None, name="layerDigest")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class CreatePullThroughCacheRuleRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -376,6 +405,9 @@ class CreatePullThroughCacheRuleResponse(msgspec.Struct, kw_only=True, omit_defa
     credential_arn: str | None = msgspec.field(default=None, name="credentialArn")
     custom_role_arn: str | None = msgspec.field(default=None, name="customRoleArn")
     upstream_repository_prefix: str | None = msgspec.field(default=None, name="upstreamRepositoryPrefix")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class CreateRepositoryRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -394,6 +426,9 @@ class CreateRepositoryResponse(msgspec.Struct, kw_only=True, omit_defaults=True)
     """Response of ``CreateRepository``."""
 
     repository: Repository | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class CvssScore(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -438,6 +473,9 @@ class DeleteLifecyclePolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     lifecycle_policy_text: str | None = msgspec.field(default=None, name="lifecyclePolicyText")
     last_evaluated_at: float | None = msgspec.field(default=None, name="lastEvaluatedAt")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DeletePullThroughCacheRuleRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -457,6 +495,9 @@ class DeletePullThroughCacheRuleResponse(msgspec.Struct, kw_only=True, omit_defa
     credential_arn: str | None = msgspec.field(default=None, name="credentialArn")
     custom_role_arn: str | None = msgspec.field(default=None, name="customRoleArn")
     upstream_repository_prefix: str | None = msgspec.field(default=None, name="upstreamRepositoryPrefix")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DeleteRegistryPolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -468,6 +509,9 @@ class DeleteRegistryPolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=T
 
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     policy_text: str | None = msgspec.field(default=None, name="policyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DeleteRepositoryPolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -485,6 +529,9 @@ class DeleteRepositoryPolicyResponse(msgspec.Struct, kw_only=True, omit_defaults
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     policy_text: str | None = msgspec.field(default=None, name="policyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DeleteRepositoryRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -499,6 +546,9 @@ class DeleteRepositoryResponse(msgspec.Struct, kw_only=True, omit_defaults=True)
     """Response of ``DeleteRepository``."""
 
     repository: Repository | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DescribeImageReplicationStatusRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -517,6 +567,9 @@ class DescribeImageReplicationStatusResponse(msgspec.Struct, kw_only=True, omit_
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     image_id: ImageIdentifier | None = msgspec.field(default=None, name="imageId")
     replication_statuses: list[ImageReplicationStatus] | None = msgspec.field(default=None, name="replicationStatuses")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DescribeImageScanFindingsRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -540,6 +593,9 @@ class DescribeImageScanFindingsResponse(msgspec.Struct, kw_only=True, omit_defau
     image_scan_status: ImageScanStatus | None = msgspec.field(default=None, name="imageScanStatus")
     image_scan_findings: ImageScanFindings | None = msgspec.field(default=None, name="imageScanFindings")
     next_token: str | None = msgspec.field(default=None, name="nextToken")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DescribeImagesFilter(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -565,6 +621,9 @@ class DescribeImagesResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     image_details: list[ImageDetail] | None = msgspec.field(default=None, name="imageDetails")
     next_token: str | None = msgspec.field(default=None, name="nextToken")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DescribePullThroughCacheRulesRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -583,6 +642,9 @@ class DescribePullThroughCacheRulesResponse(msgspec.Struct, kw_only=True, omit_d
 
     pull_through_cache_rules: list[PullThroughCacheRule] | None = msgspec.field(default=None, name="pullThroughCacheRules")
     next_token: str | None = msgspec.field(default=None, name="nextToken")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DescribeRegistryRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -594,6 +656,9 @@ class DescribeRegistryResponse(msgspec.Struct, kw_only=True, omit_defaults=True)
 
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     replication_configuration: ReplicationConfiguration | None = msgspec.field(default=None, name="replicationConfiguration")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class DescribeRepositoriesRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -610,6 +675,9 @@ class DescribeRepositoriesResponse(msgspec.Struct, kw_only=True, omit_defaults=T
 
     repositories: list[Repository] | None = None
     next_token: str | None = msgspec.field(default=None, name="nextToken")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class EncryptionConfiguration(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -655,6 +723,9 @@ class GetAuthorizationTokenResponse(msgspec.Struct, kw_only=True, omit_defaults=
     """Response of ``GetAuthorizationToken``."""
 
     authorization_data: list[AuthorizationData] | None = msgspec.field(default=None, name="authorizationData")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class GetDownloadUrlForLayerRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -672,6 +743,9 @@ class GetDownloadUrlForLayerResponse(msgspec.Struct, kw_only=True, omit_defaults
 
     download_url: str | None = msgspec.field(default=None, name="downloadUrl")
     layer_digest: str | None = msgspec.field(default=None, name="layerDigest")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class GetLifecyclePolicyPreviewRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -697,6 +771,9 @@ class GetLifecyclePolicyPreviewResponse(msgspec.Struct, kw_only=True, omit_defau
     next_token: str | None = msgspec.field(default=None, name="nextToken")
     preview_results: list[LifecyclePolicyPreviewResult] | None = msgspec.field(default=None, name="previewResults")
     summary: LifecyclePolicyPreviewSummary | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class GetLifecyclePolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -715,6 +792,9 @@ class GetLifecyclePolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=Tru
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     lifecycle_policy_text: str | None = msgspec.field(default=None, name="lifecyclePolicyText")
     last_evaluated_at: float | None = msgspec.field(default=None, name="lastEvaluatedAt")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class GetRegistryPolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -726,6 +806,9 @@ class GetRegistryPolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=True
 
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     policy_text: str | None = msgspec.field(default=None, name="policyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class GetRegistryScanningConfigurationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -739,6 +822,9 @@ class GetRegistryScanningConfigurationResponse(msgspec.Struct, kw_only=True, omi
 
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     scanning_configuration: RegistryScanningConfiguration | None = msgspec.field(default=None, name="scanningConfiguration")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class GetRepositoryPolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -756,6 +842,9 @@ class GetRepositoryPolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=Tr
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     policy_text: str | None = msgspec.field(default=None, name="policyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class Image(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -876,6 +965,9 @@ class InitiateLayerUploadResponse(msgspec.Struct, kw_only=True, omit_defaults=Tr
 
     upload_id: str | None = msgspec.field(default=None, name="uploadId")
     part_size: int | None = msgspec.field(default=None, name="partSize")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class Layer(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -948,6 +1040,9 @@ class ListImagesResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 
     image_ids: list[ImageIdentifier] | None = msgspec.field(default=None, name="imageIds")
     next_token: str | None = msgspec.field(default=None, name="nextToken")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class ListTagsForResourceRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -960,6 +1055,9 @@ class ListTagsForResourceResponse(msgspec.Struct, kw_only=True, omit_defaults=Tr
     """Response of ``ListTagsForResource``."""
 
     tags: list[Tag] | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PackageVulnerabilityDetails(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1008,6 +1106,9 @@ class PutImageResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Response of ``PutImage``."""
 
     image: Image | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PutImageScanningConfigurationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1027,6 +1128,9 @@ class PutImageScanningConfigurationResponse(msgspec.Struct, kw_only=True, omit_d
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     image_scanning_configuration: ImageScanningConfiguration | None = msgspec.field(default=None, name="imageScanningConfiguration")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PutImageTagMutabilityRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1047,6 +1151,9 @@ class PutImageTagMutabilityResponse(msgspec.Struct, kw_only=True, omit_defaults=
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     image_tag_mutability: str | None = msgspec.field(default=None, name="imageTagMutability")
     image_tag_mutability_exclusion_filters: list[ImageTagMutabilityExclusionFilter] | None = msgspec.field(default=None, name="imageTagMutabilityExclusionFilters")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PutLifecyclePolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1065,6 +1172,9 @@ class PutLifecyclePolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=Tru
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     lifecycle_policy_text: str | None = msgspec.field(default=None, name="lifecyclePolicyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PutRegistryPolicyRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1080,6 +1190,9 @@ class PutRegistryPolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=True
 
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     policy_text: str | None = msgspec.field(default=None, name="policyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PutRegistryScanningConfigurationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1095,6 +1208,9 @@ class PutRegistryScanningConfigurationResponse(msgspec.Struct, kw_only=True, omi
     """Response of ``PutRegistryScanningConfiguration``."""
 
     registry_scanning_configuration: RegistryScanningConfiguration | None = msgspec.field(default=None, name="registryScanningConfiguration")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class PutReplicationConfigurationRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1109,6 +1225,9 @@ class PutReplicationConfigurationResponse(msgspec.Struct, kw_only=True, omit_def
     """Response of ``PutReplicationConfiguration``."""
 
     replication_configuration: ReplicationConfiguration | None = msgspec.field(default=None, name="replicationConfiguration")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class Recommendation(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1249,6 +1368,9 @@ class SetRepositoryPolicyResponse(msgspec.Struct, kw_only=True, omit_defaults=Tr
     registry_id: str | None = msgspec.field(default=None, name="registryId")
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     policy_text: str | None = msgspec.field(default=None, name="policyText")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class StartImageScanRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1266,6 +1388,9 @@ class StartImageScanResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     image_id: ImageIdentifier | None = msgspec.field(default=None, name="imageId")
     image_scan_status: ImageScanStatus | None = msgspec.field(default=None, name="imageScanStatus")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class StartLifecyclePolicyPreviewRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1285,6 +1410,9 @@ class StartLifecyclePolicyPreviewResponse(msgspec.Struct, kw_only=True, omit_def
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     lifecycle_policy_text: str | None = msgspec.field(default=None, name="lifecyclePolicyText")
     status: str | None = None
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class Tag(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1305,6 +1433,9 @@ class TagResourceRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class TagResourceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Response of ``TagResource``."""
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class TransitioningImageTotalCount(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1323,6 +1454,9 @@ class UntagResourceRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class UntagResourceResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Response of ``UntagResource``."""
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class UploadLayerPartRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -1343,6 +1477,9 @@ class UploadLayerPartResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     repository_name: str | None = msgspec.field(default=None, name="repositoryName")
     upload_id: str | None = msgspec.field(default=None, name="uploadId")
     last_byte_received: int | None = msgspec.field(default=None, name="lastByteReceived")
+    response_metadata: ResponseMetadata | None = msgspec.field(
+        default=None, name="ResponseMetadata"
+    )
 
 
 class VulnerablePackage(msgspec.Struct, kw_only=True, omit_defaults=True):
