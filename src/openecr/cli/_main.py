@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from openecr.cli._ecr_commands import image, lifecycle_policy, login, repository
 from openecr.config import ConfigError, Settings, resolve_settings
 
 __all__ = ["main"]
@@ -52,3 +53,7 @@ def serve(**flags: Any) -> None:
         raise click.UsageError(str(exc)) from None
     configure_logging(settings.log_level)
     asyncio.run(run_server(settings))
+
+
+for _command in (repository, image, login, lifecycle_policy):
+    main.add_command(_command)

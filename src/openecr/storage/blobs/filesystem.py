@@ -330,23 +330,31 @@ class FilesystemBlobStore:
         hasher: HASH | None,
         max_bytes: int | None,
     ) -> int:
-        """Writes the stream at ``offset`` in ``chunk_size`` pieces; one piece is written
-        (and hashed) in a thread while the next is gathered. Returns the end offset."""
+        """Writes the stream at ``offset`` in ``chunk_size`` pieces and returns the end
+        offset. Each piece is written and hashed in two threads at once while the loop
+        gathers the next piece; hash updates stay in order because a piece is submitted
+        only after the previous one is done."""
         loop = asyncio.get_running_loop()
         position = offset
         received = 0
         parts: list[bytes] = []
         buffered = 0
-        pending: asyncio.Future[None] | None = None
+        pending: list[asyncio.Future[None]] = []
+
+        async def finish_pending() -> None:
+            for future in pending:
+                await _wait_blocking(future)
+            pending.clear()
 
         async def flush() -> None:
-            nonlocal pending, position, buffered
+            nonlocal position, buffered
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             parts.clear()
             buffered = 0
-            if pending is not None:
-                await _wait_blocking(pending)
-            pending = loop.run_in_executor(None, _write_and_hash, fd, data, position, hasher)
+            await finish_pending()
+            pending.append(loop.run_in_executor(None, _write_all, fd, data, position))
+            if hasher is not None:
+                pending.append(loop.run_in_executor(None, hasher.update, data))
             position += len(data)
 
         try:
@@ -362,14 +370,14 @@ class FilesystemBlobStore:
                     await flush()
             if parts:
                 await flush()
-            if pending is not None:
-                await _wait_blocking(pending)
+            await finish_pending()
             return position
         finally:
-            # On failure, let the write in flight finish before the caller truncates.
-            if pending is not None and not pending.done():
-                with contextlib.suppress(Exception):
-                    await _wait_blocking(pending)
+            # On failure, let the calls in flight finish before the caller truncates.
+            for future in pending:
+                if not future.done():
+                    with contextlib.suppress(Exception):
+                        await _wait_blocking(future)
 
 
 @dataclass(slots=True)
@@ -513,14 +521,12 @@ def _stat_if_still_linked(fd: int, path: Path) -> os.stat_result | None:
     return st
 
 
-def _write_and_hash(fd: int, data: bytes, position: int, hasher: HASH | None) -> None:
+def _write_all(fd: int, data: bytes, position: int) -> None:
     view = memoryview(data)
     while view:
         written = os.pwrite(fd, view, position)
         position += written
         view = view[written:]
-    if hasher is not None:
-        hasher.update(data)
 
 
 def _fsync_and_stat(fd: int) -> os.stat_result:
