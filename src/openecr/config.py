@@ -80,6 +80,29 @@ class Settings:
             "(ECR itself never does)."
         },
     )
+    lifecycle_interval: int = field(
+        default=3600,
+        metadata={"help": "Seconds between lifecycle policy runs (0: never)."},
+    )
+    gc_interval: int = field(
+        default=3600,
+        metadata={"help": "Seconds between garbage collections (0: never)."},
+    )
+    gc_grace: int = field(
+        default=3600,
+        metadata={
+            "help": "Seconds a blob may stay unreferenced before collection (a push links "
+            "its layers before its manifest references them)."
+        },
+    )
+    upload_expiry: int = field(
+        default=86400,
+        metadata={"help": "Seconds after which an untouched upload is abandoned."},
+    )
+    gc_untagged: bool = field(
+        default=False,
+        metadata={"help": "Let garbage collection delete untagged images no index references."},
+    )
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error."})
     config: Path | None = field(
         default=None, metadata={"help": "Optional TOML file with any of these settings."}
@@ -101,6 +124,9 @@ class Settings:
     def validate(self) -> None:
         if not _ACCOUNT_ID.fullmatch(self.account_id):
             raise ConfigError(f"account_id must be 12 digits, got {self.account_id!r}")
+        for name in ("lifecycle_interval", "gc_interval", "gc_grace", "upload_expiry"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
         if (self.access_key_id is None) != (self.secret_access_key is None):

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from openecr.cli._admin_commands import fsck, gc, lifecycle
 from openecr.cli._ecr_commands import image, lifecycle_policy, login, repository
 from openecr.config import ConfigError, Settings, resolve_settings
 
@@ -55,5 +56,5 @@ def serve(**flags: Any) -> None:
     asyncio.run(run_server(settings))
 
 
-for _command in (repository, image, login, lifecycle_policy):
+for _command in (repository, image, login, lifecycle_policy, lifecycle, gc, fsck):
     main.add_command(_command)

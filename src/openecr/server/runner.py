@@ -13,6 +13,7 @@ from aiohttp import web
 
 from openecr.config import Settings
 from openecr.server.app import build_app
+from openecr.server.scheduler import Scheduler
 from openecr.server.services import Services
 from openecr.services.credentials import BootstrapOutcome
 from openecr.storage.metadata.records import AccessKeyRecord
@@ -90,6 +91,10 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
                 "is accepted as account %s. Never use this outside a test harness.",
                 settings.account_id,
             )
+        scheduler = Scheduler(services.store)
+        scheduler.every("lifecycle", settings.lifecycle_interval, services.lifecycle.run)
+        scheduler.every("gc", settings.gc_interval, services.gc.run)
+        scheduler.start()
         runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
@@ -108,6 +113,7 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         log.info("shutting down")
+        await scheduler.stop()
         await runner.cleanup()
     finally:
         await services.close()

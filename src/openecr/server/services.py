@@ -9,7 +9,9 @@ from aiohttp import web
 from openecr.config import Settings
 from openecr.services.auth_tokens import RegistryTokens
 from openecr.services.credentials import AccessKeys
+from openecr.services.garbage_collection import GarbageCollector
 from openecr.services.images import ImageService
+from openecr.services.lifecycle_enforcement import LifecycleEnforcer
 from openecr.services.lifecycle_previews import LifecyclePreviewService
 from openecr.services.pull_through_cache import PullThroughCacheService
 from openecr.services.registry import RegistryService
@@ -34,6 +36,8 @@ class Services:
     uploads: UploadService
     images: ImageService
     lifecycle_previews: LifecyclePreviewService
+    lifecycle: LifecycleEnforcer
+    gc: GarbageCollector
 
     @property
     def public_url(self) -> str:
@@ -43,6 +47,7 @@ class Services:
     async def start(cls, settings: Settings) -> Services:
         store = await MetadataStore.open(settings.effective_database_url)
         blobs = FilesystemBlobStore(settings.data_dir)
+        images = ImageService(store)
         return cls(
             settings=settings,
             store=store,
@@ -53,8 +58,17 @@ class Services:
             pull_through_cache=PullThroughCacheService(store),
             blobs=blobs,
             uploads=UploadService(store, blobs),
-            images=ImageService(store),
+            images=images,
             lifecycle_previews=LifecyclePreviewService(store),
+            lifecycle=LifecycleEnforcer(store, images),
+            gc=GarbageCollector(
+                store,
+                blobs,
+                images,
+                grace_seconds=settings.gc_grace,
+                upload_expiry_seconds=settings.upload_expiry,
+                delete_untagged=settings.gc_untagged,
+            ),
         )
 
     async def close(self) -> None:

@@ -227,7 +227,12 @@ class ImageService:
                     artifact_type=parsed.artifact_type,
                 )
                 await session.insert_image(image)
-                references = [(digest, False) for digest in parsed.referenced_blob_digests]
+                # Non-distributable layers live elsewhere: only stored blobs are referenced.
+                references = [
+                    (digest, False)
+                    for digest in parsed.referenced_blob_digests
+                    if digest in blob_sizes
+                ]
                 references += [(digest, True) for digest in parsed.referenced_manifest_digests]
                 await session.add_image_references(
                     registry_id, repository, parsed.digest, references

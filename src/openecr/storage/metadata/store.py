@@ -205,6 +205,19 @@ class MetadataSession(ImageQueries):
             )
         await self._execute(t.repositories.delete().where(self._repository_key(registry_id, name)))
 
+    async def repositories_with_lifecycle_policies(self) -> list[tuple[str, str, str]]:
+        """(registry, name, policy text) of every repository that has a lifecycle policy."""
+        rows = await self._execute(
+            sa.select(
+                t.repositories.c.registry_id,
+                t.repositories.c.name,
+                t.repositories.c.lifecycle_policy_text,
+            )
+            .where(t.repositories.c.lifecycle_policy_text.is_not(None))
+            .order_by(t.repositories.c.registry_id, t.repositories.c.name)
+        )
+        return [(row.registry_id, row.name, row.lifecycle_policy_text) for row in rows]
+
     async def count_images(self, registry_id: str, repository_name: str) -> int:
         count = await self._scalar(
             sa.select(sa.func.count())
@@ -342,6 +355,8 @@ class MetadataStore:
     def __init__(self, engine: AsyncEngine | Engine) -> None:
         self._engine = engine
         self._write_lock = asyncio.Lock()
+        self._local_locks: dict[str, asyncio.Lock] = {}
+        self._local_lock_users: dict[str, int] = {}
 
     @property
     def backend(self) -> str:
@@ -404,6 +419,67 @@ class MetadataStore:
                     transaction.rollback()
                     raise
                 await asyncio.to_thread(transaction.commit)
+
+    @asynccontextmanager
+    async def named_lock(self, name: str) -> AsyncIterator[None]:
+        """Mutual exclusion on ``name`` across every process sharing this database.
+
+        Used to serialise the few things that must not interleave on one blob (publishing
+        or linking it, and garbage-collecting it). PostgreSQL: a session advisory lock,
+        released when the holder finishes or its connection dies. SQLite: the database
+        belongs to one process, so an in-process lock suffices.
+        """
+        if isinstance(self._engine, AsyncEngine):
+            async with self._engine.connect() as conn:
+                key = sa.func.hashtext(name)
+                await conn.execute(sa.select(sa.func.pg_advisory_lock(_LOCK_NAMESPACE, key)))
+                await conn.commit()
+                try:
+                    yield
+                finally:
+                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_NAMESPACE, key)))
+                    await conn.commit()
+            return
+        lock = self._local_locks.setdefault(name, asyncio.Lock())
+        self._local_lock_users[name] = self._local_lock_users.get(name, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._local_lock_users[name] -= 1
+            if not self._local_lock_users[name]:
+                del self._local_lock_users[name]
+                del self._local_locks[name]
+
+    @asynccontextmanager
+    async def try_job_lock(self, job: str) -> AsyncIterator[bool]:
+        """Yields True to the one process (of all sharing the database) that may run ``job``
+        now; a holder that dies releases it with its connection."""
+        if not isinstance(self._engine, AsyncEngine):
+            lock = self._local_locks.setdefault(f"job:{job}", asyncio.Lock())
+            if lock.locked():
+                yield False
+                return
+            async with lock:
+                yield True
+            return
+        async with self._engine.connect() as conn:
+            key = sa.func.hashtext(f"job:{job}")
+            acquired = bool(
+                await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(_LOCK_NAMESPACE, key)))
+            )
+            await conn.commit()
+            try:
+                yield acquired
+            finally:
+                if acquired:
+                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_NAMESPACE, key)))
+                    await conn.commit()
+
+
+# Advisory lock keys are (namespace, hash of name); the namespace keeps them apart from
+# other users of the same database.
+_LOCK_NAMESPACE = 7301946
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
