@@ -100,7 +100,8 @@ class ServerProcess:
         raise RuntimeError(f"server did not become healthy:\n{self.output()}")
 
     def output(self) -> str:
-        self._stdout.flush()
+        if not self._stdout.closed:
+            self._stdout.flush()
         return self.stdout_path.read_text()
 
     def stop(self, timeout: float = 15.0) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,29 @@ def check_healthz(process: ServerProcess, database_url: str | None) -> None:
     assert document["database"] == ("sqlite" if database_url is None else "postgresql")
 
 
+def concurrent_first_registry_writes(process: ServerProcess) -> None:
+    """The first writes to a fresh registry, all at once: each creates the registry row."""
+    replication = {
+        "rules": [{"destinations": [{"region": "eu-west-3", "registryId": TEST_ACCOUNT}]}]
+    }
+    calls = [
+        lambda c: c.put_registry_policy(policyText=registry_policy()),
+        lambda c: c.put_replication_configuration(replicationConfiguration=replication),
+        lambda c: c.put_registry_scanning_configuration(scanType="ENHANCED", rules=[]),
+    ]
+    clients = [make_ecr_client(process.url) for _ in calls]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(call, client) for call, client in zip(calls, clients, strict=True)]
+        for future in futures:
+            future.result()
+    ecr = clients[0]
+    assert json.loads(ecr.get_registry_policy()["policyText"]) == json.loads(registry_policy())
+    assert ecr.describe_registry()["replicationConfiguration"] == replication
+    assert ecr.get_registry_scanning_configuration()["scanningConfiguration"]["scanType"] == (
+        "ENHANCED"
+    )
+
+
 def test_clean_restart_keeps_everything(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "data"
     with running(data_dir, database_url) as first:
@@ -213,25 +237,16 @@ def test_clean_restart_keeps_everything(tmp_path: Path, database_url: str | None
 
         # The restarted server keeps working on the same state.
         ecr.create_repository(repositoryName="team/after-restart")
-        ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="hub")
+        with pytest.raises(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName="team/app")
         assert second.stop() == 0
-
-    with running(data_dir, database_url) as third:
-        ecr = make_ecr_client(third.url)
-        names = {r["repositoryName"] for r in ecr.describe_repositories()["repositories"]}
-        assert names == {"team/app", "team/worker", "team/after-restart"}
-        prefixes = [
-            r["ecrRepositoryPrefix"]
-            for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
-        ]
-        assert prefixes == ["ecr-public"]
-        assert third.stop() == 0
 
 
 def test_sigkill_keeps_acknowledged_writes(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "data"
     with running(data_dir, database_url) as first:
         ecr = make_ecr_client(first.url)
+        concurrent_first_registry_writes(first)
         populate(ecr)
         before = snapshot(ecr)
         # The last acknowledged write right before the kill.

@@ -458,10 +458,6 @@ def test_modelled_not_found_errors_have_exact_bodies(server: ServerProcess) -> N
         assert_exact_error(raw_call(server.url, operation, payload), code)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dispatch.py turns aiohttp's HTTPRequestEntityTooLarge into a 500 ServerException",
-)
 def test_oversized_body_is_a_client_error(server: ServerProcess) -> None:
     body = b'{"repositoryName": "' + b"x" * (33 * 1024 * 1024) + b'"}'
     response = raw_call(server.url, "CreateRepository", body=body)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from ecr_helpers import (
     LIFECYCLE_FAILURE,
     NAME_CONSTRAINT,
@@ -484,6 +486,79 @@ def test_put_image_scanning_configuration(ecr: Any, repo_name: str) -> None:
         )
 
 
+def test_tag_mutability_exclusion_filters(ecr: Any, repo_name: str) -> None:
+    filters = [{"filterType": "WILDCARD", "filter": "latest*"}]
+    created = ecr.create_repository(
+        repositoryName=repo_name,
+        imageTagMutability="IMMUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=filters,
+    )["repository"]
+    assert created["imageTagMutability"] == "IMMUTABLE_WITH_EXCLUSION"
+    assert created["imageTagMutabilityExclusionFilters"] == filters
+
+    changed = ecr.put_image_tag_mutability(
+        repositoryName=repo_name,
+        imageTagMutability="MUTABLE_WITH_EXCLUSION",
+        imageTagMutabilityExclusionFilters=[{"filterType": "WILDCARD", "filter": "v1.*"}],
+    )
+    assert changed["imageTagMutabilityExclusionFilters"] == [
+        {"filterType": "WILDCARD", "filter": "v1.*"}
+    ]
+    with raises_ecr("InvalidParameterException"):
+        ecr.put_image_tag_mutability(
+            repositoryName=repo_name, imageTagMutability="IMMUTABLE_WITH_EXCLUSION"
+        )
+    with raises_ecr("InvalidParameterException"):
+        ecr.put_image_tag_mutability(
+            repositoryName=repo_name,
+            imageTagMutability="MUTABLE",
+            imageTagMutabilityExclusionFilters=filters,
+        )
+    plain = ecr.put_image_tag_mutability(repositoryName=repo_name, imageTagMutability="MUTABLE")
+    assert "imageTagMutabilityExclusionFilters" not in plain
+    described = ecr.describe_repositories(repositoryNames=[repo_name])["repositories"][0]
+    assert described["imageTagMutability"] == "MUTABLE"
+    assert "imageTagMutabilityExclusionFilters" not in described
+
+
+def test_foreign_registry_is_refused(ecr: Any, repo_name: str) -> None:
+    with raises_ecr("AccessDeniedException"):
+        ecr.create_repository(registryId="210987654321", repositoryName=repo_name)
+    with raises_ecr("RepositoryNotFoundException"):
+        ecr.describe_repositories(repositoryNames=[repo_name])
+
+
+def test_concurrent_creates_of_one_name(server: ServerProcess, repo_name: str) -> None:
+    clients = [make_ecr_client(server.url) for _ in range(8)]
+
+    def create(client: Any) -> str:
+        try:
+            client.create_repository(repositoryName=repo_name)
+        except ClientError as error:
+            return str(error.response["Error"]["Code"])
+        return "created"
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        outcomes = list(pool.map(create, clients))
+    assert outcomes.count("created") == 1, outcomes
+    assert outcomes.count("RepositoryAlreadyExistsException") == 7, outcomes
+
+
+def test_concurrent_tagging_loses_nothing(server: ServerProcess, ecr: Any, repo_name: str) -> None:
+    ecr.create_repository(repositoryName=repo_name)
+    clients = [make_ecr_client(server.url) for _ in range(8)]
+
+    def tag(item: tuple[int, Any]) -> None:
+        index, client = item
+        client.tag_resource(
+            resourceArn=arn_of(repo_name), tags=[{"Key": f"key-{index}", "Value": str(index)}]
+        )
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        list(pool.map(tag, enumerate(clients)))
+    assert tags_of(ecr, repo_name) == {f"key-{i}": str(i) for i in range(8)}
+
+
 # --- repository policies -------------------------------------------------------------------
 
 
@@ -666,6 +741,54 @@ def test_deny_of_other_actions_needs_no_force(ecr: Any, repo_name: str) -> None:
     deny_delete = repository_policy(effect="Deny", actions=("ecr:DeleteRepository",))
     ecr.set_repository_policy(repositoryName=repo_name, policyText=deny_delete)
     assert ecr.get_repository_policy(repositoryName=repo_name)["policyText"] == deny_delete
+
+
+LOCKOUT_PRINCIPALS = {
+    "star": "*",
+    "aws-star": {"AWS": "*"},
+    "own-account-id": {"AWS": TEST_ACCOUNT},
+    "own-root-arn": {"AWS": f"arn:aws:iam::{TEST_ACCOUNT}:root"},
+}
+LOCKOUT_ACTIONS = {
+    "exact": "ecr:SetRepositoryPolicy",
+    "wildcard-in-list": ["ecr:GetDownloadUrlForLayer", "ecr:Set*"],
+    "star": "*",
+}
+
+
+def _deny(principal: Any, action: Any) -> str:
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Deny", "Principal": principal, "Action": action}],
+        }
+    )
+
+
+@pytest.mark.parametrize("principal", LOCKOUT_PRINCIPALS.values(), ids=LOCKOUT_PRINCIPALS)
+@pytest.mark.parametrize("action", LOCKOUT_ACTIONS.values(), ids=LOCKOUT_ACTIONS)
+def test_lockout_variants_need_force(ecr: Any, repo_name: str, principal: Any, action: Any) -> None:
+    ecr.create_repository(repositoryName=repo_name)
+    with raises_ecr("InvalidParameterException", "Invalid parameter at 'PolicyText'"):
+        ecr.set_repository_policy(repositoryName=repo_name, policyText=_deny(principal, action))
+    ecr.set_repository_policy(
+        repositoryName=repo_name, policyText=_deny(principal, action), force=True
+    )
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [{"AWS": ["*"]}, {"AWS": ["arn:aws:iam::210987654321:root", TEST_ACCOUNT]}],
+    ids=["aws-star-in-list", "own-account-among-others"],
+)
+def test_lockout_with_principal_list_needs_force(
+    ecr: Any, repo_name: str, principal: dict[str, list[str]]
+) -> None:
+    ecr.create_repository(repositoryName=repo_name)
+    with raises_ecr("InvalidParameterException", "Invalid parameter at 'PolicyText'"):
+        ecr.set_repository_policy(
+            repositoryName=repo_name, policyText=_deny(principal, "ecr:SetRepositoryPolicy")
+        )
 
 
 # --- lifecycle policies --------------------------------------------------------------------

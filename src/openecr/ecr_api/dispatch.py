@@ -24,8 +24,8 @@ from openecr.ecr_api import (  # noqa: F401
 from openecr.ecr_api._authentication import authenticate
 from openecr.ecr_api._operations import HANDLERS
 from openecr.ecr_api._validation import decode_request
-from openecr.errors import ECRError, ServerError, UnknownOperationError
-from openecr.server.services import SERVICES
+from openecr.errors import ECRError, SerializationError, ServerError, UnknownOperationError
+from openecr.server.services import MAX_BODY, SERVICES
 
 __all__ = ["TARGET_PREFIX", "error_response", "handle_ecr_request"]
 
@@ -64,6 +64,13 @@ async def handle_ecr_request(request: web.Request) -> web.Response:
         return web.Response(body=_encoder.encode(result), content_type=CONTENT_TYPE)
     except ECRError as error:
         return error_response(error)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(
+            SerializationError(
+                f"The request body exceeds the maximum of {request.app[MAX_BODY]} bytes",
+                status=413,
+            )
+        )
     except Exception:
         log.exception("unexpected error in %s", request.get("operation", "ECR request"))
         return error_response(ServerError("An internal error occurred. Try again later."))

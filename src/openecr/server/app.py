@@ -13,7 +13,7 @@ from aiohttp import web
 
 from openecr.ecr_api.dispatch import handle_ecr_request
 from openecr.oci.routes import add_oci_routes
-from openecr.server.services import SERVICES, Services
+from openecr.server.services import MAX_BODY, SERVICES, Services
 
 __all__ = ["MAX_REQUEST_BODY", "build_app"]
 
@@ -73,6 +73,7 @@ async def health(request: web.Request) -> web.Response:
 def build_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BODY, middlewares=[request_id_and_log])
     app[SERVICES] = services
+    app[MAX_BODY] = MAX_REQUEST_BODY
     app.router.add_post("/", handle_ecr_request)
     app.router.add_get("/healthz", health)
     add_oci_routes(app)

@@ -20,7 +20,7 @@ from openecr.services.uploads import UploadService
 from openecr.storage.blobs import BlobStore, FilesystemBlobStore
 from openecr.storage.metadata.store import MetadataStore
 
-__all__ = ["SERVICES", "Services"]
+__all__ = ["MAX_BODY", "SERVICES", "Services"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +78,4 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+MAX_BODY = web.AppKey("max_body", int)

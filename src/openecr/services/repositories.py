@@ -131,36 +131,42 @@ def _mutability_filters_json(
     return None
 
 
+def _as_list(value: object) -> list[object]:
+    return value if isinstance(value, list) else [value]
+
+
 def _policy_would_lock_out(policy_text: str, caller: CallerContext) -> bool:
     """True when a Deny statement stops the caller's account from managing the policy.
 
     This is the safety check AWS skips on ``force``: a policy that denies
     ``ecr:SetRepositoryPolicy`` to everyone (or to the caller's own account) could never be
-    replaced again.
+    replaced again. Conditional denies are not counted: they may not always apply.
     """
+    target = "ecr:setrepositorypolicy"
+    own = {"*", caller.account_id, f"arn:aws:iam::{caller.account_id}:root"}
     document = json.loads(policy_text)
-    statements = document["Statement"]
-    if isinstance(statements, dict):
-        statements = [statements]
-    for statement in statements:
-        if statement.get("Effect") != "Deny" or "Action" not in statement:
+    for statement in _as_list(document["Statement"]):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Deny":
             continue
-        actions = statement["Action"]
-        actions = [actions] if isinstance(actions, str) else actions
-        covers = any(
-            re.fullmatch(
-                re.escape(action.lower()).replace(r"\*", ".*").replace(r"\?", "."),
-                "ecr:setrepositorypolicy",
-            )
-            for action in actions
-        )
+        if "Condition" in statement:
+            continue
+
+        def matches(action: object) -> bool:
+            pattern = re.escape(str(action).lower()).replace(r"\*", ".*").replace(r"\?", ".")
+            return re.fullmatch(pattern, target) is not None
+
+        if "Action" in statement:
+            covers = any(matches(a) for a in _as_list(statement["Action"]))
+        else:  # NotAction denies everything it does not list
+            covers = not any(matches(a) for a in _as_list(statement.get("NotAction", [])))
         principal = statement.get("Principal")
-        everyone = principal == "*" or (
-            isinstance(principal, dict)
-            and principal.get("AWS")
-            in ("*", caller.account_id, f"arn:aws:iam::{caller.account_id}:root")
-        )
-        if covers and everyone and "Condition" not in statement:
+        if principal == "*":
+            everyone = True
+        elif isinstance(principal, dict):
+            everyone = any(str(p) in own for p in _as_list(principal.get("AWS", [])))
+        else:
+            everyone = False
+        if covers and everyone:
             return True
     return False
 
