@@ -31,6 +31,7 @@ costs one sequential read at SHA-256 speed, which only the rare cases pay.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Hashable
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ class BlobInfo:
     modified_at: float | None = None
 
 
-class BlobReader:
+class BlobReader(ABC):
     """The bytes of one blob, or of a range of it, as chunks.
 
     Iterate with ``async for``; close with ``aclose()`` or ``async with`` (a reader that is
@@ -172,13 +173,13 @@ class BlobReader:
         self.size = size
         self.length = length
 
+    @abstractmethod
     async def read_chunk(self) -> bytes:
         """Returns the next chunk, ``b""`` at the end."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def aclose(self) -> None:
         """Releases the reader's resources; idempotent."""
-        raise NotImplementedError
 
     def __aiter__(self) -> Self:
         return self

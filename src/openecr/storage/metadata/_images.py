@@ -377,7 +377,8 @@ class ImageQueries(QueryBase):
         media_type: str | None,
         now: float,
     ) -> None:
-        """Makes a blob usable in a repository; a known media type is remembered."""
+        """Makes a blob usable in a repository (or renews the link); a known media type is
+        remembered."""
         try:
             await self._insert(
                 t.repository_layers,
@@ -391,15 +392,19 @@ class ImageQueries(QueryBase):
                 },
             )
         except DuplicateKeyError:
+            # Linking again renews the link: garbage collection spares links younger than
+            # its grace period, and this push is about to use the blob.
+            values: dict[str, Any] = {"created_at": now}
             if media_type is not None:
-                await self._execute(
-                    t.repository_layers.update()
-                    .where(
-                        _in_repository(t.repository_layers, registry_id, repository),
-                        t.repository_layers.c.digest == digest,
-                    )
-                    .values(media_type=media_type)
+                values["media_type"] = media_type
+            await self._execute(
+                t.repository_layers.update()
+                .where(
+                    _in_repository(t.repository_layers, registry_id, repository),
+                    t.repository_layers.c.digest == digest,
                 )
+                .values(**values)
+            )
 
     async def unlink_layer(self, registry_id: str, repository: str, digest: str) -> bool:
         deleted = await self._execute(
