@@ -26,6 +26,7 @@ from openecr.services.manifests import (
     ManifestInvalid,
     ManifestTooLarge,
     ParsedManifest,
+    ecr_accepts_media_type,
     ecr_tag_is_valid,
     image_size,
     parse_manifest,
@@ -379,7 +380,10 @@ class ImageService:
                 if failure is None:
                     found, failure = await self._lookup(session, registry_id, repository, image_id)
                     if found is not None:
-                        if accepted_media_types and found.media_type not in accepted_media_types:
+                        by_digest = image_id.tag is None
+                        if not ecr_accepts_media_type(
+                            found.media_type, accepted_media_types, by_digest=by_digest
+                        ):
                             failure = ImageFailure(
                                 image_id,
                                 "ImageNotFound",

@@ -287,6 +287,7 @@ def _upload(push: _Push, blob: BlobInfo) -> Workflow[int]:
             if resume is None or failures > PART_RETRIES:
                 raise
             offset = resume
+            yield _event(blob, offset, ProgressState.UPLOADING)
             continue
         except UploadNotFoundError:
             failures += 1

@@ -271,6 +271,8 @@ class BlobStore(Protocol):
 
         Raises ``DigestMismatch`` (the upload is kept), ``InvalidDigest``,
         ``UploadNotFound``. If the blob already exists the upload is simply dropped.
+        Either way the blob's ``modified_at`` becomes now, so a garbage collector that
+        spares young blobs does not delete it before the caller records it.
         """
         ...
 

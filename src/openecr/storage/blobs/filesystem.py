@@ -15,6 +15,9 @@ How the guarantees of ``base`` are met:
   to make a directory entry durable other than the blob's own.
 * Two commits of the same content rename identical files over each other, which is
   harmless; a commit that finds the blob already stored drops its upload instead.
+* A commit sets the blob's mtime (``BlobInfo.modified_at``) to now, also when the blob was
+  already stored, so garbage collection's grace period protects a blob from the moment
+  it is published until the database records it.
 * Delete is one ``unlink``: the blob vanishes whole; readers that opened it keep reading
   the old inode to the end.
 * An append fsyncs before it returns, so an acknowledged part survives a crash.
@@ -114,7 +117,7 @@ class FilesystemBlobStore:
             st = await asyncio.to_thread(os.stat, path)
         except FileNotFoundError:
             return None
-        return BlobInfo(digest, st.st_size)
+        return BlobInfo(digest, st.st_size, st.st_mtime)
 
     async def open_reader(
         self, digest: str, offset: int = 0, length: int | None = None
@@ -161,9 +164,10 @@ class FilesystemBlobStore:
             digest = "sha256:" + await asyncio.to_thread(_sha256_hex, data)
         else:
             digest = "sha256:" + _sha256_hex(data)
-        existing = await self.stat(digest)
-        if existing is not None:
-            return existing
+        # Stored already: refresh its mtime, as commit_upload would (see _publish).
+        st = await asyncio.to_thread(_touch, self._blob_path(digest))
+        if st is not None:
+            return BlobInfo(digest, st.st_size, st.st_mtime)
         upload_id = str(uuid.uuid4())
         await self.create_upload(upload_id)
         try:
@@ -248,9 +252,9 @@ class FilesystemBlobStore:
                 actual = f"{algorithm}:{hasher.hexdigest()}"
                 if actual != expected_digest:
                     raise DigestMismatch(actual)
-                size = await _run_blocking(_publish, fd, path, target)
+                size, published_at = await _run_blocking(_publish, fd, path, target)
                 self._hash_states.drop(upload_id)
-                return BlobInfo(expected_digest, size)
+                return BlobInfo(expected_digest, size, published_at)
             finally:
                 os.close(fd)
 
@@ -571,19 +575,24 @@ def _hash_file(fd: int, algorithm: DigestAlgorithm, chunk_size: int) -> HASH:
     return hasher
 
 
-def _publish(fd: int, upload_path: Path, target: Path) -> int:
-    """Makes the verified upload the blob at ``target``; returns the blob's size."""
-    try:
-        existing = os.stat(target)
-    except FileNotFoundError:
-        pass
-    else:
+def _publish(fd: int, upload_path: Path, target: Path) -> tuple[int, float]:
+    """Makes the verified upload the blob at ``target``; returns the blob's size and
+    modification time.
+
+    The blob's mtime is set to now, also when it was stored already: garbage collection
+    spares files younger than its grace period, and a blob just published is about to be
+    recorded in the database.
+    """
+    existing = _touch(target)
+    if existing is not None:
         # Content-addressed: the stored blob holds these very bytes already.
         os.unlink(upload_path)
-        return existing.st_size
+        return existing.st_size, existing.st_mtime
+    # Not stored (or deleted a moment ago): publish this upload.
     # Read-only before it becomes visible; restored if publishing fails, so the upload
     # can still be appended to or committed again.
     os.fchmod(fd, 0o444)
+    os.utime(fd)
     try:
         os.fsync(fd)
         try:
@@ -600,7 +609,17 @@ def _publish(fd: int, upload_path: Path, target: Path) -> int:
             os.fchmod(fd, 0o644)
         raise
     _fsync_dir(target.parent)
-    return os.fstat(fd).st_size
+    st = os.fstat(fd)
+    return st.st_size, st.st_mtime
+
+
+def _touch(path: Path) -> os.stat_result | None:
+    """Sets the file's mtime to now and returns its stat, or None if it does not exist."""
+    try:
+        os.utime(path)
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def _create_empty_file(path: Path) -> None:

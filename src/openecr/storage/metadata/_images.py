@@ -12,6 +12,7 @@ from openecr.storage.metadata import _schema as t
 from openecr.storage.metadata._base import (
     DuplicateKeyError,
     QueryBase,
+    cached,
     record_from_row,
     select_records,
 )
@@ -29,36 +30,55 @@ def _in_repository(table: sa.Table, registry_id: str, repository: str) -> sa.Col
     return sa.and_(table.c.registry_id == registry_id, table.c.repository_name == repository)
 
 
+def _in_bound_repository(table: sa.Table) -> sa.ColumnElement[bool]:
+    """The repository condition of cached statements: parameters registry_id, repository."""
+    return sa.and_(
+        table.c.registry_id == sa.bindparam("registry_id"),
+        table.c.repository_name == sa.bindparam("repository"),
+    )
+
+
 class ImageQueries(QueryBase):
     # -- images ---------------------------------------------------------------------------
 
     async def get_image(self, registry_id: str, repository: str, digest: str) -> ImageRecord | None:
-        row = (
-            await self._execute(
-                select_records(t.images, ImageRecord).where(
-                    _in_repository(t.images, registry_id, repository), t.images.c.digest == digest
-                )
-            )
-        ).first()
+        statement = cached(
+            "get_image",
+            lambda: select_records(t.images, ImageRecord).where(
+                _in_bound_repository(t.images), t.images.c.digest == sa.bindparam("digest")
+            ),
+        )
+        parameters = {"registry_id": registry_id, "repository": repository, "digest": digest}
+        row = (await self._execute(statement, parameters)).first()
         return None if row is None else record_from_row(ImageRecord, row)
 
     async def get_image_summaries(
         self, registry_id: str, repository: str, digests: Sequence[str]
     ) -> dict[str, ImageSummary]:
-        rows = await self._execute(
-            select_records(t.images, ImageSummary).where(
-                _in_repository(t.images, registry_id, repository),
-                t.images.c.digest.in_(list(digests)),
-            )
+        statement = cached(
+            "get_image_summaries",
+            lambda: select_records(t.images, ImageSummary).where(
+                _in_bound_repository(t.images),
+                t.images.c.digest.in_(sa.bindparam("digests", expanding=True)),
+            ),
         )
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "digests": list(digests),
+        }
+        rows = await self._execute(statement, parameters)
         return {row.digest: record_from_row(ImageSummary, row) for row in rows}
 
     async def digest_for_tag(self, registry_id: str, repository: str, tag: str) -> str | None:
-        value = await self._scalar(
-            sa.select(t.image_tags.c.digest).where(
-                _in_repository(t.image_tags, registry_id, repository), t.image_tags.c.tag == tag
-            )
+        statement = cached(
+            "digest_for_tag",
+            lambda: sa.select(t.image_tags.c.digest).where(
+                _in_bound_repository(t.image_tags), t.image_tags.c.tag == sa.bindparam("tag")
+            ),
         )
+        parameters = {"registry_id": registry_id, "repository": repository, "tag": tag}
+        value = await self._scalar(statement, parameters)
         return None if value is None else str(value)
 
     async def digests_for_tags(
@@ -76,14 +96,23 @@ class ImageQueries(QueryBase):
         self, registry_id: str, repository: str, digests: Sequence[str]
     ) -> dict[str, list[str]]:
         """Each image's tags, oldest tagging first."""
-        rows = await self._execute(
-            sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
-            .where(
-                _in_repository(t.image_tags, registry_id, repository),
-                t.image_tags.c.digest.in_(list(digests)),
-            )
-            .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
+        statement = cached(
+            "tags_by_digest",
+            lambda: (
+                sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
+                .where(
+                    _in_bound_repository(t.image_tags),
+                    t.image_tags.c.digest.in_(sa.bindparam("digests", expanding=True)),
+                )
+                .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
+            ),
         )
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "digests": list(digests),
+        }
+        rows = await self._execute(statement, parameters)
         result: dict[str, list[str]] = {digest: [] for digest in digests}
         for row in rows:
             result[row.digest].append(row.tag)
@@ -256,15 +285,25 @@ class ImageQueries(QueryBase):
         tag_status: str | None = None,
     ) -> list[ImageSummary]:
         """Images ordered by digest, strictly after ``after_digest`` (keyset pagination)."""
-        query = select_records(t.images, ImageSummary).where(
-            _in_repository(t.images, registry_id, repository)
+
+        def build() -> sa.Select[Any]:
+            query = select_records(t.images, ImageSummary).where(_in_bound_repository(t.images))
+            if after_digest is not None:
+                query = query.where(t.images.c.digest > sa.bindparam("after"))
+            query = self._tag_status_filter(query, tag_status).order_by(t.images.c.digest)
+            return query.limit(sa.bindparam("limit")) if limit is not None else query
+
+        statement = cached(
+            f"list_image_summaries:{after_digest is None}:{tag_status}:{limit is None}", build
         )
-        if after_digest is not None:
-            query = query.where(t.images.c.digest > after_digest)
-        query = self._tag_status_filter(query, tag_status).order_by(t.images.c.digest)
-        if limit is not None:
-            query = query.limit(limit)
-        return [record_from_row(ImageSummary, row) for row in await self._execute(query)]
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "after": after_digest,
+            "limit": limit,
+        }
+        rows = await self._execute(statement, parameters)
+        return [record_from_row(ImageSummary, row) for row in rows]
 
     async def list_image_ids(
         self,
@@ -280,33 +319,45 @@ class ImageQueries(QueryBase):
         Ordered by digest then tag, with an untagged image's empty tag first; ``after`` is
         the last (digest, tag or "") of the previous page.
         """
-        tag = sa.func.coalesce(t.image_tags.c.tag, "")
-        joined = t.images.outerjoin(
-            t.image_tags,
-            sa.and_(
-                t.image_tags.c.registry_id == t.images.c.registry_id,
-                t.image_tags.c.repository_name == t.images.c.repository_name,
-                t.image_tags.c.digest == t.images.c.digest,
-            ),
-        )
-        query = (
-            sa.select(t.images.c.digest, t.image_tags.c.tag)
-            .select_from(joined)
-            .where(_in_repository(t.images, registry_id, repository))
-        )
-        if tag_status == "TAGGED":
-            query = query.where(t.image_tags.c.tag.is_not(None))
-        elif tag_status == "UNTAGGED":
-            query = query.where(t.image_tags.c.tag.is_(None))
-        if after is not None:
-            query = query.where(
-                sa.or_(
-                    t.images.c.digest > after[0],
-                    sa.and_(t.images.c.digest == after[0], tag > after[1]),
-                )
+
+        def build() -> sa.Select[Any]:
+            tag = sa.func.coalesce(t.image_tags.c.tag, "")
+            joined = t.images.outerjoin(
+                t.image_tags,
+                sa.and_(
+                    t.image_tags.c.registry_id == t.images.c.registry_id,
+                    t.image_tags.c.repository_name == t.images.c.repository_name,
+                    t.image_tags.c.digest == t.images.c.digest,
+                ),
             )
-        query = query.order_by(t.images.c.digest, tag).limit(limit)
-        return [(row.digest, row.tag) for row in await self._execute(query)]
+            query = (
+                sa.select(t.images.c.digest, t.image_tags.c.tag)
+                .select_from(joined)
+                .where(_in_bound_repository(t.images))
+            )
+            if tag_status == "TAGGED":
+                query = query.where(t.image_tags.c.tag.is_not(None))
+            elif tag_status == "UNTAGGED":
+                query = query.where(t.image_tags.c.tag.is_(None))
+            if after is not None:
+                after_digest: sa.BindParameter[str] = sa.bindparam("after_digest")
+                query = query.where(
+                    sa.or_(
+                        t.images.c.digest > after_digest,
+                        sa.and_(t.images.c.digest == after_digest, tag > sa.bindparam("after_tag")),
+                    )
+                )
+            return query.order_by(t.images.c.digest, tag).limit(sa.bindparam("limit"))
+
+        statement = cached(f"list_image_ids:{after is None}:{tag_status}", build)
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "after_digest": after[0] if after else None,
+            "after_tag": after[1] if after else None,
+            "limit": limit,
+        }
+        return [(row.digest, row.tag) for row in await self._execute(statement, parameters)]
 
     async def list_tags(
         self, registry_id: str, repository: str, *, after: str | None, limit: int | None
@@ -360,12 +411,19 @@ class ImageQueries(QueryBase):
     async def get_layers(
         self, registry_id: str, repository: str, digests: Sequence[str]
     ) -> dict[str, LayerRecord]:
-        rows = await self._execute(
-            select_records(t.repository_layers, LayerRecord).where(
-                _in_repository(t.repository_layers, registry_id, repository),
-                t.repository_layers.c.digest.in_(list(digests)),
-            )
+        statement = cached(
+            "get_layers",
+            lambda: select_records(t.repository_layers, LayerRecord).where(
+                _in_bound_repository(t.repository_layers),
+                t.repository_layers.c.digest.in_(sa.bindparam("digests", expanding=True)),
+            ),
         )
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "digests": list(digests),
+        }
+        rows = await self._execute(statement, parameters)
         return {row.digest: record_from_row(LayerRecord, row) for row in rows}
 
     async def link_layer(
@@ -541,10 +599,14 @@ class ImageQueries(QueryBase):
         )
 
     async def get_upload(self, upload_id: str, *, for_update: bool = False) -> UploadRecord | None:
-        query = select_records(t.uploads, UploadRecord).where(t.uploads.c.upload_id == upload_id)
-        if for_update:
-            query = query.with_for_update()
-        row = (await self._execute(query)).first()
+        def build() -> sa.Select[Any]:
+            query = select_records(t.uploads, UploadRecord).where(
+                t.uploads.c.upload_id == sa.bindparam("upload_id")
+            )
+            return query.with_for_update() if for_update else query
+
+        statement = cached(f"get_upload:{for_update}", build)
+        row = (await self._execute(statement, {"upload_id": upload_id})).first()
         return None if row is None else record_from_row(UploadRecord, row)
 
     async def update_upload(self, upload_id: str, **values: Any) -> None:

@@ -27,7 +27,12 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from openecr.storage.metadata import _schema as t
-from openecr.storage.metadata._base import DuplicateKeyError, record_from_row, select_records
+from openecr.storage.metadata._base import (
+    DuplicateKeyError,
+    cached,
+    record_from_row,
+    select_records,
+)
 from openecr.storage.metadata._images import ImageQueries
 from openecr.storage.metadata.records import (
     AccessKeyRecord,
@@ -80,13 +85,13 @@ class MetadataSession(ImageQueries):
     # -- access keys and server secrets ---------------------------------------------------
 
     async def get_access_key(self, access_key_id: str) -> AccessKeyRecord | None:
-        row = (
-            await self._execute(
-                select_records(t.access_keys, AccessKeyRecord).where(
-                    t.access_keys.c.access_key_id == access_key_id
-                )
-            )
-        ).first()
+        statement = cached(
+            "get_access_key",
+            lambda: select_records(t.access_keys, AccessKeyRecord).where(
+                t.access_keys.c.access_key_id == sa.bindparam("key")
+            ),
+        )
+        row = (await self._execute(statement, {"key": access_key_id})).first()
         return None if row is None else record_from_row(AccessKeyRecord, row)
 
     async def list_access_keys(self) -> list[AccessKeyRecord]:
@@ -108,13 +113,13 @@ class MetadataSession(ImageQueries):
     # -- registries -----------------------------------------------------------------------
 
     async def get_registry(self, registry_id: str) -> RegistryRecord:
-        row = (
-            await self._execute(
-                select_records(t.registries, RegistryRecord).where(
-                    t.registries.c.registry_id == registry_id
-                )
-            )
-        ).first()
+        statement = cached(
+            "get_registry",
+            lambda: select_records(t.registries, RegistryRecord).where(
+                t.registries.c.registry_id == sa.bindparam("registry_id")
+            ),
+        )
+        row = (await self._execute(statement, {"registry_id": registry_id})).first()
         return RegistryRecord(registry_id) if row is None else record_from_row(RegistryRecord, row)
 
     async def update_registry(self, registry_id: str, **values: str | None) -> None:
@@ -145,35 +150,47 @@ class MetadataSession(ImageQueries):
     async def get_repository(
         self, registry_id: str, name: str, *, for_update: bool = False
     ) -> RepositoryRecord | None:
-        query = select_records(t.repositories, RepositoryRecord).where(
-            self._repository_key(registry_id, name)
-        )
-        if for_update:
-            query = query.with_for_update()
-        row = (await self._execute(query)).first()
+        def build() -> sa.Select[Any]:
+            query = select_records(t.repositories, RepositoryRecord).where(
+                t.repositories.c.registry_id == sa.bindparam("registry_id"),
+                t.repositories.c.name == sa.bindparam("name"),
+            )
+            return query.with_for_update() if for_update else query
+
+        statement = cached(f"get_repository:{for_update}", build)
+        row = (await self._execute(statement, {"registry_id": registry_id, "name": name})).first()
         return None if row is None else record_from_row(RepositoryRecord, row)
 
     async def get_repositories(
         self, registry_id: str, names: Sequence[str]
     ) -> dict[str, RepositoryRecord]:
-        rows = await self._execute(
-            select_records(t.repositories, RepositoryRecord).where(
-                t.repositories.c.registry_id == registry_id, t.repositories.c.name.in_(names)
-            )
+        statement = cached(
+            "get_repositories",
+            lambda: select_records(t.repositories, RepositoryRecord).where(
+                t.repositories.c.registry_id == sa.bindparam("registry_id"),
+                t.repositories.c.name.in_(sa.bindparam("names", expanding=True)),
+            ),
         )
+        rows = await self._execute(statement, {"registry_id": registry_id, "names": list(names)})
         return {row.name: record_from_row(RepositoryRecord, row) for row in rows}
 
     async def list_repositories(
         self, registry_id: str, *, after: str | None, limit: int
     ) -> list[RepositoryRecord]:
         """Repositories ordered by name, strictly after ``after``: keyset pagination."""
-        query = select_records(t.repositories, RepositoryRecord).where(
-            t.repositories.c.registry_id == registry_id
-        )
-        if after is not None:
-            query = query.where(t.repositories.c.name > after)
-        query = query.order_by(t.repositories.c.name).limit(limit)
-        return [record_from_row(RepositoryRecord, row) for row in await self._execute(query)]
+
+        def build() -> sa.Select[Any]:
+            query = select_records(t.repositories, RepositoryRecord).where(
+                t.repositories.c.registry_id == sa.bindparam("registry_id")
+            )
+            if after is not None:
+                query = query.where(t.repositories.c.name > sa.bindparam("after"))
+            return query.order_by(t.repositories.c.name).limit(sa.bindparam("limit"))
+
+        statement = cached(f"list_repositories:{after is None}", build)
+        parameters = {"registry_id": registry_id, "after": after, "limit": limit}
+        rows = await self._execute(statement, parameters)
+        return [record_from_row(RepositoryRecord, row) for row in rows]
 
     async def count_repositories(self, registry_id: str) -> int:
         count = await self._scalar(
@@ -219,13 +236,19 @@ class MetadataSession(ImageQueries):
         return [(row.registry_id, row.name, row.lifecycle_policy_text) for row in rows]
 
     async def count_images(self, registry_id: str, repository_name: str) -> int:
+        statement = cached(
+            "count_images",
+            lambda: (
+                sa.select(sa.func.count())
+                .select_from(t.images)
+                .where(
+                    t.images.c.registry_id == sa.bindparam("registry_id"),
+                    t.images.c.repository_name == sa.bindparam("repository"),
+                )
+            ),
+        )
         count = await self._scalar(
-            sa.select(sa.func.count())
-            .select_from(t.images)
-            .where(
-                t.images.c.registry_id == registry_id,
-                t.images.c.repository_name == repository_name,
-            )
+            statement, {"registry_id": registry_id, "repository": repository_name}
         )
         return int(count or 0)
 
