@@ -7,6 +7,7 @@ stores its results in the database, where any replica can page through them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -29,6 +30,16 @@ from openecr.storage.metadata.store import MetadataStore
 __all__ = ["LifecyclePreviewService", "PreviewPage", "expirations_for_repository"]
 
 log = logging.getLogger(__name__)
+
+# A preview runs in the process that started it; if that process dies, the preview would
+# stay IN_PROGRESS forever. One still running after this long is reported as FAILED.
+STALE_PREVIEW_SECONDS = 600.0
+
+
+def _current_status(preview: LifecyclePreviewRecord, now: float) -> str:
+    if preview.status == "IN_PROGRESS" and now - preview.started_at > STALE_PREVIEW_SECONDS:
+        return "FAILED"
+    return preview.status
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +103,7 @@ class LifecyclePreviewService:
                 )
             parse_lifecycle_policy(text)
             existing = await session.get_lifecycle_preview(registry_id, repository)
-            if existing is not None and existing.status == "IN_PROGRESS":
+            if existing is not None and _current_status(existing, time.time()) == "IN_PROGRESS":
                 raise LifecyclePolicyPreviewInProgressError(
                     f"A lifecycle policy preview is already in progress for the repository "
                     f"with name '{repository}' in the registry with id '{registry_id}'"
@@ -154,6 +165,9 @@ class LifecyclePreviewService:
                 f"There is no lifecycle policy preview for the repository with name "
                 f"'{repository}' in the registry with id '{registry_id}'"
             )
+        status = _current_status(preview, time.time())
+        if status != preview.status:
+            preview = dataclasses.replace(preview, status=status)
         results: list[dict[str, Any]] = json.loads(preview.results or "[]")
         total = len(results)
         if image_ids:
