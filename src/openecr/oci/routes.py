@@ -7,6 +7,7 @@ and render the distribution spec's headers and error format.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,10 +31,13 @@ from openecr.storage.blobs import InvalidDigest, UploadOffsetMismatch, parse_dig
 
 __all__ = ["add_oci_routes"]
 
+log = logging.getLogger(__name__)
+
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _CHUNK = 1024 * 1024
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?")
 _NAME = r"{name:[a-z0-9][a-z0-9._/-]*}"
+_ENDPOINT_SHAPE = re.compile(r"/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)/")
 _TOKEN_CACHE: web.AppKey[TokenCache] = web.AppKey("oci_token_cache", TokenCache)
 
 RouteHandler = Callable[[web.Request, Services, str, str], Awaitable[web.StreamResponse]]
@@ -58,6 +62,9 @@ def _registry_route(
             return oci_error_response(error, head=head)
         except ECRError as error:
             return oci_error_response(oci_error_for(error), head=head)
+        except Exception:
+            log.exception("unexpected error in %s %s", request.method, request.path)
+            return oci_error_response(OCIError("UNKNOWN", 500, "internal server error"), head=head)
         response.headers.update(API_VERSION_HEADER)
         return response
 
@@ -142,20 +149,26 @@ def _next_link(path: str, n: int, last: str) -> dict[str, str]:
     return {"Link": f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'}
 
 
+MAX_PAGE_SIZE = 10_000
+
+
 def _page_size(request: web.Request) -> int | None:
+    """The ``n`` query parameter, clamped to ``MAX_PAGE_SIZE`` as the spec allows."""
     raw = request.query.get("n")
     if raw is None:
         return None
     if not raw.isdigit():
         raise OCIError("PAGINATION_NUMBER_INVALID", 400, f"invalid page size: {raw!r}")
-    return int(raw)
+    return min(int(raw), MAX_PAGE_SIZE)
 
 
 async def catalog(
     request: web.Request, services: Services, registry_id: str, name: str
 ) -> web.Response:
     n = _page_size(request)
-    limit = 1000 if n is None else min(n, 1000)
+    limit = 1000 if n is None else n
+    if limit == 0:
+        return web.json_response({"repositories": []})
     names = await services.repositories.list_names(
         registry_id, after=request.query.get("last"), limit=limit + 1
     )
@@ -260,6 +273,8 @@ async def list_tags(
 ) -> web.Response:
     n = _page_size(request)
     last = request.query.get("last")
+    if n == 0:
+        return web.json_response({"name": name, "tags": []})
     tags = await services.images.list_tags(
         registry_id, name, after=last, limit=None if n is None else n + 1
     )
@@ -318,13 +333,10 @@ async def get_blob(
     headers = {
         "Docker-Content-Digest": digest,
         "Content-Type": "application/octet-stream",
-        "ETag": f'"{digest}"',
         "Accept-Ranges": "bytes",
     }
-    if request.method == "HEAD":
-        headers["Content-Length"] = str(layers[digest].size_bytes)
-        return web.Response(status=200, headers=headers)
-    # FileResponse streams with sendfile and answers Range requests (206) itself.
+    # FileResponse answers GET and HEAD alike (same ETag and Content-Length), streams with
+    # sendfile, and answers Range and conditional requests itself.
     return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
 
 
@@ -332,6 +344,12 @@ async def delete_blob(
     request: web.Request, services: Services, registry_id: str, name: str
 ) -> web.Response:
     digest = _checked_digest(request.match_info["digest"])
+    if await services.images.is_layer_referenced(registry_id, name, digest):
+        raise OCIError(
+            "DENIED",
+            403,
+            f"blob {digest} is used by an image of {name}: delete the image instead",
+        )
     if not await services.uploads.unlink(registry_id, name, digest):
         raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}")
     return web.Response(status=202)
@@ -440,6 +458,19 @@ async def cancel_upload(
     return web.Response(status=204)
 
 
+async def unmatched(
+    request: web.Request, services: Services, registry_id: str, name: str
+) -> web.Response:
+    """Any other /v2/ request: an invalid repository name, a method an endpoint does not
+    support, or no endpoint at all."""
+    shaped = _ENDPOINT_SHAPE.match(request.path)
+    if shaped is not None and not repository_name_is_valid(shaped["name"]):
+        raise OCIError("NAME_INVALID", 400, f"invalid repository name: {shaped['name']!r}")
+    if shaped is not None:
+        raise OCIError("UNSUPPORTED", 405, f"{request.method} is not supported on {request.path}")
+    raise OCIError("NAME_UNKNOWN", 404, f"no such endpoint: {request.path}")
+
+
 def add_oci_routes(app: web.Application) -> None:
     app[_TOKEN_CACHE] = TokenCache()
     r = app.router
@@ -462,3 +493,4 @@ def add_oci_routes(app: web.Application) -> None:
     blobs = f"/v2/{_NAME}/blobs/{{digest}}"
     r.add_get(blobs, _registry_route(get_blob))
     r.add_delete(blobs, _registry_route(delete_blob))
+    r.add_route("*", "/v2/{tail:.*}", _registry_route(unmatched))

@@ -167,8 +167,7 @@ class ImageService:
             ) from None
         except ManifestInvalid as invalid:
             raise InvalidParameterError(
-                "Invalid parameter at 'imageManifest' failed to satisfy constraint: "
-                f"'Invalid JSON syntax: {invalid}'"
+                f"Invalid parameter at 'imageManifest' failed to satisfy constraint: '{invalid}'"
             ) from None
         if expected_digest is not None and expected_digest != parsed.digest:
             raise ImageDigestDoesNotMatchError(
@@ -195,7 +194,8 @@ class ImageService:
             if existing is not None and (tag is None or current_digest == parsed.digest):
                 if repush_is_error:
                     raise ImageAlreadyExistsError(
-                        f"Image with digest '{parsed.digest}' and tag '{tag}' already exists in "
+                        f"Image with digest '{parsed.digest}' and tag '{tag or 'null'}' already "
+                        "exists in "
                         f"the repository with name '{repository}' in registry with id "
                         f"'{registry_id}'"
                     )
