@@ -10,6 +10,7 @@ its layout, fault injection around fsync/rename, and crashes of a real process.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import itertools
 import os
@@ -44,11 +45,6 @@ from openecr.storage.blobs import (
 
 MiB = 1024 * 1024
 StoreFactory = Callable[[], BlobStore]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -110,6 +106,11 @@ async def upload(store: BlobStore, data: bytes, *, parts: int = 1, chunk: int = 
     return upload_id
 
 
+def plain(info: BlobInfo | None) -> tuple[str, int] | None:
+    """Digest and size: what must match exactly (``modified_at`` is a time)."""
+    return None if info is None else (info.digest, info.size)
+
+
 async def digests(store: BlobStore) -> list[str]:
     return [digest async for digest in store.list_digests()]
 
@@ -168,6 +169,10 @@ class BlobStoreContract:
     """Every ``BlobStore`` backend must pass these. Subclasses provide ``make_store``."""
 
     @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
     def store(self, make_store: StoreFactory) -> BlobStore:
         return make_store()
 
@@ -178,8 +183,8 @@ class BlobStoreContract:
         data = data_of(size, size)
         digest = sha256(data)
         upload_id = await upload(store, data, parts=3 if size > 2 else 1)
-        assert await store.commit_upload(upload_id, digest) == BlobInfo(digest, size)
-        assert await store.stat(digest) == BlobInfo(digest, size)
+        assert plain(await store.commit_upload(upload_id, digest)) == (digest, size)
+        assert plain(await store.stat(digest)) == (digest, size)
         assert await read_all(store, digest) == data
         assert await digests(store) == [digest]
         assert await store.upload_size(upload_id) is None
@@ -188,10 +193,10 @@ class BlobStoreContract:
     async def test_put_bytes(self, store: BlobStore) -> None:
         data = b'{"schemaVersion": 2}'
         info = await store.put_bytes(data)
-        assert info == BlobInfo(sha256(data), len(data))
-        assert await store.put_bytes(data) == info
+        assert plain(info) == (sha256(data), len(data))
+        assert plain(await store.put_bytes(data)) == plain(info)
         assert await read_all(store, info.digest) == data
-        assert await store.put_bytes(b"") == BlobInfo(sha256(b""), 0)
+        assert plain(await store.put_bytes(b"")) == (sha256(b""), 0)
         assert sorted(await digests(store)) == sorted([info.digest, sha256(b"")])
         assert await upload_ids(store) == []
 
@@ -202,7 +207,7 @@ class BlobStoreContract:
             await store.commit_upload(upload_id, sha512(b"other"))
         assert mismatch.value.actual == sha512(data)
         info = await store.commit_upload(upload_id, sha512(data))
-        assert info == BlobInfo(sha512(data), len(data))
+        assert plain(info) == (sha512(data), len(data))
         assert await read_all(store, sha512(data)) == data
         assert await store.stat(sha256(data)) is None
         assert await digests(store) == [sha512(data)]
@@ -360,11 +365,19 @@ class BlobStoreContract:
         data = data_of(MiB, "twice")
         first = await store.commit_upload(await upload(store, data), sha256(data))
         second_id = await upload(store, data, parts=2)
-        assert await store.commit_upload(second_id, sha256(data)) == first
+        assert plain(await store.commit_upload(second_id, sha256(data))) == plain(first)
         assert await store.upload_size(second_id) is None
         assert await upload_ids(store) == []
         assert await read_all(store, sha256(data)) == data
         assert await digests(store) == [sha256(data)]
+
+    async def test_publishing_sets_modified_at(self, store: BlobStore) -> None:
+        before = time.time()
+        committed = await store.commit_upload(await upload(store, b"new"), sha256(b"new"))
+        put = await store.put_bytes(b"put")
+        for info in (committed, put, await store.stat(sha256(b"new"))):
+            assert info is not None and info.modified_at is not None
+            assert before - 5 <= info.modified_at <= time.time() + 5
 
     async def test_commit_consumes_the_upload(self, store: BlobStore) -> None:
         upload_id = await upload(store, b"once")
@@ -385,7 +398,7 @@ class BlobStoreContract:
                 for i, upload_id in enumerate(ids)
             )
         )
-        assert set(infos) == {BlobInfo(sha256(data), len(data))}
+        assert {plain(info) for info in infos} == {(sha256(data), len(data))}
         assert await read_all(stores[0], sha256(data)) == data
         assert await upload_ids(stores[0]) == []
         assert await digests(stores[0]) == [sha256(data)]
@@ -413,8 +426,9 @@ class BlobStoreContract:
         await restarted.append_upload(upload_id, stream(data[MiB:]), expected_offset=MiB)
         with pytest.raises(DigestMismatch):
             await restarted.commit_upload(upload_id, sha256(data[:MiB]))
-        assert await restarted.commit_upload(upload_id, sha256(data)) == BlobInfo(
-            sha256(data), len(data)
+        assert plain(await restarted.commit_upload(upload_id, sha256(data))) == (
+            sha256(data),
+            len(data),
         )
         assert await read_all(first, sha256(data)) == data
 
@@ -521,8 +535,19 @@ class BlobStoreContract:
         assert await digests(store) == [keep.digest]
         assert await read_all(store, keep.digest) == b"keep"
         # Stored again after deletion: a fresh, complete blob.
-        assert await store.put_bytes(b"drop") == drop
+        assert plain(await store.put_bytes(b"drop")) == plain(drop)
         assert await read_all(store, drop.digest) == b"drop"
+
+    async def test_quarantine(self, store: BlobStore) -> None:
+        keep, bad = await store.put_bytes(b"keep"), await store.put_bytes(b"corrupt")
+        assert await store.quarantine(bad.digest) is True
+        assert await store.quarantine(bad.digest) is False
+        assert await store.stat(bad.digest) is None
+        with pytest.raises(BlobNotFound):
+            await store.open_reader(bad.digest)
+        assert await digests(store) == [keep.digest]
+        assert plain(await store.put_bytes(b"corrupt")) == plain(bad)  # stored again
+        assert await read_all(store, bad.digest) == b"corrupt"
 
     async def test_list_digests(self, store: BlobStore) -> None:
         assert await digests(store) == []
@@ -580,6 +605,8 @@ class BlobStoreContract:
             await store.open_reader(bad)
         with pytest.raises(InvalidDigest):
             await store.delete(bad)
+        with pytest.raises(InvalidDigest):
+            await store.quarantine(bad)
         with pytest.raises(InvalidDigest):
             store.local_path(bad)
 
@@ -694,6 +721,27 @@ class TestFilesystemBlobStore(BlobStoreContract):
         assert outside.read_bytes() == b"precious"
         assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "outside"]
 
+    @pytest.mark.parametrize("how", ["commit", "put_bytes"])
+    async def test_republishing_refreshes_modified_at(self, root: Path, how: str) -> None:
+        """An old orphan blob that a push stores again must look young to garbage
+        collection until the push has recorded it."""
+        store = FilesystemBlobStore(root)
+        data = b"stored twice"
+        info = await store.put_bytes(data)
+        path = store.local_path(info.digest)
+        assert path is not None
+        os.utime(path, (1_000_000, 1_000_000))
+        old = await store.stat(info.digest)
+        assert old is not None and old.modified_at == 1_000_000
+        before = time.time()
+        if how == "commit":
+            published = await store.commit_upload(await upload(store, data), info.digest)
+        else:
+            published = await store.put_bytes(data)
+        assert published.modified_at is not None and published.modified_at >= before - 1
+        refreshed = await store.stat(info.digest)
+        assert refreshed is not None and refreshed.modified_at == published.modified_at
+
     async def test_open_reader_survives_delete(self, root: Path) -> None:
         store = FilesystemBlobStore(root, chunk_size=64 * 1024)
         data = data_of(MiB, "survivor")
@@ -721,8 +769,9 @@ class TestFilesystemBlobStore(BlobStoreContract):
         assert await store.stat(sha256(data)) is None
         upload_path = root / "uploads" / upload_id
         assert upload_path.stat().st_mode & 0o777 == 0o644
-        assert await store.commit_upload(upload_id, sha256(data)) == BlobInfo(
-            sha256(data), len(data)
+        assert plain(await store.commit_upload(upload_id, sha256(data))) == (
+            sha256(data),
+            len(data),
         )
 
     async def test_failed_rename_keeps_the_upload(
@@ -763,6 +812,69 @@ class TestFilesystemBlobStore(BlobStoreContract):
                 await store.append_upload(
                     upload_id, stream(data_of(MiB), 64 * 1024), expected_offset=6
                 )
+        assert await store.upload_size(upload_id) == 6
+        await store.commit_upload(upload_id, sha256(b"before"))
+
+    async def test_append_waiting_for_a_commit_never_writes_into_the_blob(
+        self, store: BlobStore, root: Path
+    ) -> None:
+        """Another process commits the upload while this one waits for the upload's lock:
+        the waiting append must notice that its descriptor now names the blob."""
+        upload_id = await upload(store, b"content")
+        upload_path = root / "uploads" / upload_id
+        blob_path = store.local_path(sha256(b"content"))
+        assert blob_path is not None
+        fd = os.open(upload_path, os.O_RDONLY)
+        try:
+            # The other process, committing: it holds the lock and renames the file.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            append = asyncio.ensure_future(
+                store.append_upload(upload_id, stream(b" appended"), expected_offset=7)
+            )
+            await asyncio.sleep(0.05)
+            assert not append.done()
+            os.rename(upload_path, blob_path)
+        finally:
+            os.close(fd)
+        with pytest.raises(UploadNotFound):
+            await append
+        assert await read_all(store, sha256(b"content")) == b"content"
+
+    async def test_cancel_during_a_slow_write_rolls_back_after_it(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A thread cannot be stopped: the rollback must wait for the write in flight,
+        or that write would land after the truncation."""
+        store = FilesystemBlobStore(root, chunk_size=64 * 1024)
+        upload_id = await upload(store, b"before")
+        real_pwrite = os.pwrite
+        writing = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def slow_pwrite(fd: int, data: bytes, position: int) -> int:
+            loop.call_soon_threadsafe(writing.set)
+            time.sleep(0.3)
+            return real_pwrite(fd, data, position)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "pwrite", slow_pwrite)
+            task = asyncio.ensure_future(
+                store.append_upload(upload_id, stream(data_of(MiB)), expected_offset=6)
+            )
+            await writing.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        # Had the upload's descriptor been closed under the write, this file would likely
+        # get its number, and the late write would land here.
+        sentinel = root / "sentinel"
+        sentinel.write_bytes(b"untouched")
+        fd = os.open(sentinel, os.O_RDWR)
+        try:
+            await asyncio.sleep(0.4)
+        finally:
+            os.close(fd)
+        assert sentinel.read_bytes() == b"untouched"
         assert await store.upload_size(upload_id) == 6
         await store.commit_upload(upload_id, sha256(b"before"))
 

@@ -644,7 +644,9 @@ def _unlink_durably(path: Path) -> bool:
 
 
 def _move_durably(source: Path, target: Path) -> bool:
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.parent.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(target.parent.parent)
     try:
         os.rename(source, target)
     except FileNotFoundError:
