@@ -18,7 +18,6 @@ from pathlib import Path
 
 from openecr.storage.blobs import FilesystemBlobStore
 
-
 _sliced: dict[tuple[int, int], list[bytes]] = {}
 
 
