@@ -360,7 +360,12 @@ class _TarTree(_Tree):
         try:
             with tarfile.open(path, "r:") as archive:
                 for member in archive:
-                    name = _clean_name(member.name)
+                    if member.isdir():
+                        continue
+                    try:
+                        name = _clean_name(member.name)
+                    except ImageSourceError:
+                        continue  # "./" or outside the archive: nothing can refer to it
                     if member.isreg():
                         self._members[name] = (member.offset_data, member.size)
                     elif member.issym():
@@ -535,6 +540,15 @@ class OCILayoutSource(_TreeSource):
     def _load(self) -> ManifestInfo:
         index = _json_object(self._tree.read_small("index.json"), f"{self.label}: index.json")
         entries = [entry for entry in index.get("manifests") or [] if isinstance(entry, dict)]
+        if (
+            self.ref is not None
+            and is_digest(self.ref)
+            and all(entry.get("digest") != self.ref for entry in entries)
+            and (size := self._tree.size(blob_name(self.ref))) is not None
+        ):
+            # A manifest index.json does not list, by digest: one platform's image of a
+            # multi-platform index, say.
+            return self._manifest(self.ref, size, "", depth=0)
         if not entries:
             raise ImageSourceError(f"{self.label}: index.json lists no image")
         candidates = []
@@ -560,7 +574,7 @@ class OCILayoutSource(_TreeSource):
         if self._tree.size(name) is None:
             raise ImageSourceError(
                 f"{self.label}: the manifest {digest} is not in the layout (a partial save of "
-                "a multi-platform image? choose a platform's manifest with ref=)"
+                "a multi-platform image? choose a platform's manifest with ref=<its digest>)"
             )
         data = self._tree.read_small(name)
         actual = _digest_of(data, digest.split(":", 1)[0])
@@ -571,7 +585,7 @@ class OCILayoutSource(_TreeSource):
                 expected=digest,
                 actual=actual,
             )
-        parsed = parse_manifest(data, media_type)
+        parsed = parse_manifest(data, media_type or None)
         children = tuple(
             self._manifest(child.digest, child.size, child.media_type, depth=depth + 1)
             for child in parsed.children

@@ -212,6 +212,7 @@ def _download(pull: _Pull, blob: BlobInfo) -> Workflow[int]:
                 f"GetDownloadUrlForLayer returned no URL for {blob.digest}", code="InvalidResponse"
             )
         sink = pull.writer.open_blob(blob.digest, blob.size)
+        stream = None
         try:
             yield _event(blob, 0, ProgressState.DOWNLOADING)
             stream = yield OpenStream(located.download_url)
@@ -222,6 +223,8 @@ def _download(pull: _Pull, blob: BlobInfo) -> Workflow[int]:
             yield Blocking(sink.commit)
         except (httpx.HTTPError, TransportError) as error:
             sink.abort()
+            if stream is not None:
+                yield CloseStream(stream)  # give the connection back before trying again
             if attempt >= DOWNLOAD_ATTEMPTS:
                 raise TransportError(f"downloading {blob.digest} failed: {error}") from error
             yield Sleep(random.uniform(0, 0.5 * 2**attempt))

@@ -80,7 +80,9 @@ Source = str | os.PathLike[str] | ImageSource
 @dataclass(frozen=True, slots=True)
 class PushResult:
     """What ``push_image`` did. ``manifests`` lists every manifest put, an index's listed
-    manifests first and ``digest`` last; ``bytes_sent`` counts the layer parts sent."""
+    manifests first and ``digest`` last. ``layers_uploaded``/``layers_skipped`` are blob
+    digests, configs included (ECR stores them as layers); ``bytes_sent`` counts the bytes
+    of the parts the registry accepted."""
 
     repository: str
     digest: str
