@@ -11,14 +11,30 @@ import functools
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 import msgspec
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
 
 from openecr import models as m
 from openecr.errors import ECRError, OpenECRError
 from openecr.sdk import ECR
+from openecr.sdk.images import (
+    ProgressCallback,
+    ProgressEvent,
+    pull_image,
+    push_image,
+)
 
 __all__ = ["image", "lifecycle_policy", "login", "repository"]
 
@@ -69,7 +85,7 @@ def emit(options: dict[str, Any], result: Any, text: Callable[[], str]) -> None:
     if options.get("output_format") == "json":
         if isinstance(result, msgspec.Struct) and hasattr(result, "response_metadata"):
             result = msgspec.structs.replace(result, response_metadata=None)
-        click.echo(json.dumps(msgspec.to_builtins(result), indent=2))
+        click.echo(json.dumps(msgspec.to_builtins(result, enc_hook=str), indent=2))
     else:
         output = text()
         if output:
@@ -208,6 +224,82 @@ def delete_image(ecr: ECR, options: dict[str, Any], reference: str) -> None:
         failure = result.failures[0]
         raise click.ClickException(f"{failure.failure_code}: {failure.failure_reason}")
     emit(options, result, lambda: f"deleted {reference}")
+
+
+@contextmanager
+def progress_bars(options: dict[str, Any]) -> Iterator[ProgressCallback | None]:
+    """A progress callback drawing one bar per blob on stderr (text output on a terminal)."""
+    console = Console(stderr=True)
+    if options.get("output_format") == "json" or not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[state]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(event: ProgressEvent) -> None:
+            task = tasks.get(event.digest)
+            if task is None:
+                label = event.digest.removeprefix("sha256:")[:12]
+                task = tasks[event.digest] = progress.add_task(
+                    label, total=event.total, state=event.state.value
+                )
+            progress.update(task, completed=event.bytes_done, state=event.state.value)
+
+        yield update
+
+
+@image.command("push")
+@click.argument("source", type=click.Path(exists=True), metavar="SOURCE")
+@click.argument("target", metavar="REPOSITORY:TAG")
+@click.option("--concurrency", default=4, show_default=True, help="Layers uploaded at once.")
+@client_options
+@with_client
+def push(ecr: ECR, options: dict[str, Any], source: str, target: str, concurrency: int) -> None:
+    """Push SOURCE (an OCI layout directory or a `docker save` tarball) to REPOSITORY:TAG
+    through the ECR layer API."""
+    repository_name, tag, _ = parse_image_reference(target)
+    with progress_bars(options) as callback:
+        result = push_image(
+            ecr, Path(source), repository_name, tag, progress=callback, concurrency=concurrency
+        )
+    emit(
+        options,
+        result,
+        lambda: (
+            f"pushed {repository_name}:{tag}@{result.digest} "
+            f"({len(result.layers_uploaded)} uploaded, {len(result.layers_skipped)} already there)"
+        ),
+    )
+
+
+@image.command("pull")
+@click.argument("reference", metavar="REPOSITORY:TAG|REPOSITORY@DIGEST")
+@click.argument("destination", type=click.Path(file_okay=False), metavar="DEST")
+@click.option("--concurrency", default=4, show_default=True, help="Blobs downloaded at once.")
+@client_options
+@with_client
+def pull(
+    ecr: ECR, options: dict[str, Any], reference: str, destination: str, concurrency: int
+) -> None:
+    """Pull an image into the OCI layout directory DEST (every blob digest-verified)."""
+    repository_name, tag, digest = parse_image_reference(reference)
+    with progress_bars(options) as callback:
+        result = pull_image(
+            ecr,
+            repository_name,
+            digest or tag or "latest",
+            Path(destination),
+            progress=callback,
+            concurrency=concurrency,
+        )
+    emit(options, result, lambda: f"pulled {reference} ({result.digest}) into {destination}")
 
 
 # -- login ------------------------------------------------------------------------------------
