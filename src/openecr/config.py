@@ -73,6 +73,33 @@ class Settings:
             "the default account. /v2/ still requires a token from GetAuthorizationToken."
         },
     )
+    blob_store: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where blobs live: s3://BUCKET[/PREFIX] for S3-compatible storage. "
+            "Default: the filesystem under --data-dir."
+        },
+    )
+    s3_endpoint_url: str | None = field(
+        default=None,
+        metadata={"help": "S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, AWS)."},
+    )
+    s3_region: str | None = field(
+        default=None, metadata={"help": "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION)."}
+    )
+    s3_access_key_id: str | None = field(
+        default=None, metadata={"help": "S3 access key (default: the AWS environment)."}
+    )
+    s3_secret_access_key: str | None = field(
+        default=None, metadata={"help": "S3 secret key (default: the AWS environment)."}
+    )
+    blob_redirect: bool = field(
+        default=False,
+        metadata={
+            "help": "Answer /v2/ blob GETs and GetDownloadUrlForLayer with presigned S3 URLs "
+            "instead of streaming the bytes through the server (S3 blob store only)."
+        },
+    )
     create_repository_on_push: bool = field(
         default=False,
         metadata={
@@ -133,6 +160,10 @@ class Settings:
             raise ConfigError("access_key_id and secret_access_key must be given together")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise ConfigError(f"log_level must be debug, info, warning or error: {self.log_level}")
+        if self.blob_store is not None and not self.blob_store.startswith("s3://"):
+            raise ConfigError(f"blob_store must be s3://BUCKET[/PREFIX], got {self.blob_store!r}")
+        if self.blob_redirect and self.blob_store is None:
+            raise ConfigError("blob_redirect needs an S3 blob store (--blob-store s3://...)")
         url = self.effective_database_url
         if not url.startswith(("sqlite:", "postgresql:", "postgres:", "postgresql+asyncpg:")):
             raise ConfigError(f"database_url must be sqlite:/// or postgresql://, got {url!r}")

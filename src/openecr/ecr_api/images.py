@@ -300,6 +300,9 @@ async def get_download_url_for_layer(
             f"The layer with digest '{digest}' is not referenced by any image in the "
             f"repository with name '{repository}' in the registry with id '{registry_id}'"
         )
+    direct = await services.presigned_blob_url(digest, DOWNLOAD_URL_LIFETIME_SECONDS)
+    if direct is not None:
+        return m.GetDownloadUrlForLayerResponse(download_url=direct, layer_digest=digest)
     path = f"/v2/{repository}/blobs/{digest}"
     expires_at = int(time.time()) + DOWNLOAD_URL_LIFETIME_SECONDS
     signature = services.tokens.sign_download(path, expires_at)

@@ -27,7 +27,7 @@ from openecr.services.manifests import (
     repository_name_is_valid,
     tag_is_valid,
 )
-from openecr.storage.blobs import InvalidDigest, UploadOffsetMismatch, parse_digest
+from openecr.storage.blobs import BlobNotFound, InvalidDigest, UploadOffsetMismatch, parse_digest
 
 __all__ = ["add_oci_routes"]
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _CHUNK = 1024 * 1024
+_REDIRECT_SECONDS = 900  # lifetime of a presigned S3 URL handed to a pulling client
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?")
 _NAME = r"{name:[a-z0-9][a-z0-9._/-]*}"
 _ENDPOINT_SHAPE = re.compile(r"/v2/(?P<name>.+?)/(?:manifests|blobs|tags|referrers)/")
@@ -326,18 +327,71 @@ async def get_blob(
     request: web.Request, services: Services, registry_id: str, name: str
 ) -> web.StreamResponse:
     digest = _checked_digest(request.match_info["digest"])
-    layers = await services.uploads.find_layers(registry_id, name, [digest])
-    path = services.blobs.local_path(digest) if digest in layers else None
-    if path is None or not path.exists():
+    layer = (await services.uploads.find_layers(registry_id, name, [digest])).get(digest)
+    if layer is None:
         raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}")
     headers = {
         "Docker-Content-Digest": digest,
         "Content-Type": "application/octet-stream",
         "Accept-Ranges": "bytes",
     }
-    # FileResponse answers GET and HEAD alike (same ETag and Content-Length), streams with
-    # sendfile, and answers Range and conditional requests itself.
-    return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
+    redirect = await services.presigned_blob_url(digest, _REDIRECT_SECONDS)
+    if redirect is not None:
+        return web.Response(status=307, headers={**headers, "Location": redirect})
+    path = services.blobs.local_path(digest)
+    if path is not None:
+        if not path.exists():
+            raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}")
+        # FileResponse answers GET and HEAD alike (same ETag and Content-Length), streams
+        # with sendfile, and answers Range and conditional requests itself.
+        return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
+    return await _stream_blob(request, services, digest, layer.size_bytes, headers)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, length) of a single ``bytes=`` range; None for the whole blob."""
+    if header is None:
+        return None
+    match = re.fullmatch(r"bytes=(\d*)-(\d*)", header.strip())
+    if match is None or (not match[1] and not match[2]):
+        return None  # unsupported forms (several ranges) get the whole blob, as RFC 9110 allows
+    if not match[1]:  # suffix: the last N bytes
+        length = min(int(match[2]), size)
+        return size - length, length
+    start = int(match[1])
+    end = min(int(match[2]), size - 1) if match[2] else size - 1
+    if start >= size or end < start:
+        raise OCIError(
+            "BLOB_UNKNOWN",
+            416,
+            f"range {header} is not satisfiable for {size} bytes",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end - start + 1
+
+
+async def _stream_blob(
+    request: web.Request, services: Services, digest: str, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """Streams a blob from a store without local files (S3), honouring one byte range."""
+    wanted = _byte_range(request.headers.get("Range"), size)
+    start, length = wanted if wanted is not None else (0, size)
+    try:
+        reader = await services.blobs.open_reader(digest, start, length)
+    except BlobNotFound:
+        raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}") from None
+    response = web.StreamResponse(status=206 if wanted else 200, headers=headers)
+    if wanted is not None:
+        response.headers["Content-Range"] = f"bytes {start}-{start + length - 1}/{size}"
+    response.headers["ETag"] = f'"{digest}"'
+    response.content_length = length
+    async with reader:
+        await response.prepare(request)
+        if request.method != "HEAD":
+            async for chunk in reader:
+                await response.write(chunk)
+    await response.write_eof()
+    return response
 
 
 async def delete_blob(

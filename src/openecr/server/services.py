@@ -18,9 +18,23 @@ from openecr.services.registry import RegistryService
 from openecr.services.repositories import RepositoryService
 from openecr.services.uploads import UploadService
 from openecr.storage.blobs import BlobStore, FilesystemBlobStore
+from openecr.storage.blobs.s3 import S3BlobStore
 from openecr.storage.metadata.store import MetadataStore
 
 __all__ = ["MAX_BODY", "SERVICES", "Services"]
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The filesystem under the data directory, or S3 with --blob-store s3://..."""
+    if settings.blob_store is None:
+        return FilesystemBlobStore(settings.data_dir)
+    return S3BlobStore.from_url(
+        settings.blob_store,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=settings.s3_secret_access_key,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +60,7 @@ class Services:
     @classmethod
     async def start(cls, settings: Settings) -> Services:
         store = await MetadataStore.open(settings.effective_database_url)
-        blobs = FilesystemBlobStore(settings.data_dir)
+        blobs = open_blob_store(settings)
         images = ImageService(store)
         return cls(
             settings=settings,
@@ -71,10 +85,18 @@ class Services:
             ),
         )
 
+    async def presigned_blob_url(self, digest: str, expires_in: int) -> str | None:
+        """A direct S3 URL for the blob when --blob-redirect is on, else None."""
+        if not self.settings.blob_redirect or not isinstance(self.blobs, S3BlobStore):
+            return None
+        return await self.blobs.presigned_get_url(digest, expires_in)
+
     async def close(self) -> None:
         await self.lifecycle_previews.wait_idle()
         await self.images.flush_pull_times()
         await self.store.close()
+        if isinstance(self.blobs, S3BlobStore):
+            await self.blobs.aclose()
 
 
 SERVICES = web.AppKey("services", Services)
