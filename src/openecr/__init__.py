@@ -38,6 +38,7 @@ from openecr.sdk import (
     pull_image,
     push_image,
 )
+from openecr.version import __version__
 
 __all__ = [
     "ECR",
@@ -68,5 +69,3 @@ __all__ = [
     "pull_image",
     "push_image",
 ]
-
-__version__ = "0.1.0"

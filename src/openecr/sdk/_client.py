@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Self, TypeVar
 
 import httpx
 import msgspec
 
+from openecr import models as m
 from openecr.errors import ECRError, OpenECRError, WaiterError
 from openecr.sdk._config import resolve_config
 from openecr.sdk._core import ClientCore, ClientOptions, StructT
@@ -50,9 +51,12 @@ def _merge(responses: list[StructT], list_fields: Sequence[str]) -> StructT:
     return merged
 
 
-def _scan_status(response: Any) -> str | None:
-    status = getattr(response, "image_scan_status", None)
-    return getattr(status, "status", None)
+def _scan_status(response: m.DescribeImageScanFindingsResponse) -> str | None:
+    return response.image_scan_status.status if response.image_scan_status else None
+
+
+def _preview_status(response: m.GetLifecyclePolicyPreviewResponse) -> str | None:
+    return response.status
 
 
 class _Common:
@@ -124,11 +128,26 @@ class ECR(_Common, SyncOperations):
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client()
 
-    def with_options(self, **options: Any) -> ECR:
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> ECR:
         """A client sharing this one's connections with some settings changed
         (``timeout``, ``max_attempts``, ``region``, ``endpoint_url``)."""
+        options = {
+            "timeout": timeout,
+            "max_attempts": max_attempts,
+            "region": region,
+            "endpoint_url": endpoint_url,
+        }
         clone = object.__new__(ECR)
-        clone._core = self._core.with_options(**options)
+        clone._core = self._core.with_options(
+            **{key: value for key, value in options.items() if value is not None}
+        )
         clone._http = self._http
         clone._owns_http = False
         return clone
@@ -152,7 +171,7 @@ class ECR(_Common, SyncOperations):
             attempt += 1
             error: OpenECRError
             try:
-                response = self._http.send(core.build_request(operation, request))
+                response = self._http.send(core.build_request(self._http, operation, request))
                 return core.decode(response, response_type, attempt - 1)
             except httpx.HTTPError as exc:
                 error = core.transport_error(exc)
@@ -211,15 +230,15 @@ class ECR(_Common, SyncOperations):
 
     def _wait(
         self,
-        poll: Callable[[], Any],
-        status_of: Callable[[Any], str | None],
+        poll: Callable[[], StructT],
+        status_of: Callable[[StructT], str | None],
         done: frozenset[str],
         dead_ends: frozenset[str],
         delay: float,
         max_attempts: int,
         what: str,
-    ) -> Any:
-        last: Any = None
+    ) -> StructT:
+        last: StructT | None = None
         for attempt in range(1, max_attempts + 1):
             try:
                 last = poll()
@@ -240,11 +259,11 @@ class ECR(_Common, SyncOperations):
         self,
         *,
         repository_name: str,
-        image_id: Any,
+        image_id: m.ImageIdentifier,
         registry_id: str | None = None,
         delay: float = 5.0,
         max_attempts: int = 60,
-    ) -> Any:
+    ) -> m.DescribeImageScanFindingsResponse:
         """Polls DescribeImageScanFindings until the scan is COMPLETE (botocore's
         ``image_scan_complete``); a status that can never become COMPLETE fails at once."""
         return self._wait(
@@ -266,14 +285,14 @@ class ECR(_Common, SyncOperations):
         registry_id: str | None = None,
         delay: float = 5.0,
         max_attempts: int = 20,
-    ) -> Any:
+    ) -> m.GetLifecyclePolicyPreviewResponse:
         """Polls GetLifecyclePolicyPreview until COMPLETE (botocore's
         ``lifecycle_policy_preview_complete``); FAILED or EXPIRED fail at once."""
         return self._wait(
             lambda: self.get_lifecycle_policy_preview(
                 repository_name=repository_name, registry_id=registry_id
             ),
-            lambda r: getattr(r, "status", None),
+            _preview_status,
             frozenset({"COMPLETE"}),
             _PREVIEW_DEAD_ENDS,
             delay,
@@ -311,10 +330,25 @@ class AsyncECR(_Common, AsyncOperations):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient()
 
-    def with_options(self, **options: Any) -> AsyncECR:
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+    ) -> AsyncECR:
         """A client sharing this one's connections with some settings changed."""
+        options = {
+            "timeout": timeout,
+            "max_attempts": max_attempts,
+            "region": region,
+            "endpoint_url": endpoint_url,
+        }
         clone = object.__new__(AsyncECR)
-        clone._core = self._core.with_options(**options)
+        clone._core = self._core.with_options(
+            **{key: value for key, value in options.items() if value is not None}
+        )
         clone._http = self._http
         clone._owns_http = False
         return clone
@@ -338,7 +372,7 @@ class AsyncECR(_Common, AsyncOperations):
             attempt += 1
             error: OpenECRError
             try:
-                response = await self._http.send(core.build_request(operation, request))
+                response = await self._http.send(core.build_request(self._http, operation, request))
                 return core.decode(response, response_type, attempt - 1)
             except httpx.HTTPError as exc:
                 error = core.transport_error(exc)
@@ -398,15 +432,15 @@ class AsyncECR(_Common, AsyncOperations):
 
     async def _wait(
         self,
-        poll: Callable[[], Any],
-        status_of: Callable[[Any], str | None],
+        poll: Callable[[], Awaitable[StructT]],
+        status_of: Callable[[StructT], str | None],
         done: frozenset[str],
         dead_ends: frozenset[str],
         delay: float,
         max_attempts: int,
         what: str,
-    ) -> Any:
-        last: Any = None
+    ) -> StructT:
+        last: StructT | None = None
         for attempt in range(1, max_attempts + 1):
             try:
                 last = await poll()
@@ -427,11 +461,11 @@ class AsyncECR(_Common, AsyncOperations):
         self,
         *,
         repository_name: str,
-        image_id: Any,
+        image_id: m.ImageIdentifier,
         registry_id: str | None = None,
         delay: float = 5.0,
         max_attempts: int = 60,
-    ) -> Any:
+    ) -> m.DescribeImageScanFindingsResponse:
         """Async twin of ``ECR.wait_for_image_scan_complete``."""
         return await self._wait(
             lambda: self.describe_image_scan_findings(
@@ -452,13 +486,13 @@ class AsyncECR(_Common, AsyncOperations):
         registry_id: str | None = None,
         delay: float = 5.0,
         max_attempts: int = 20,
-    ) -> Any:
+    ) -> m.GetLifecyclePolicyPreviewResponse:
         """Async twin of ``ECR.wait_for_lifecycle_policy_preview_complete``."""
         return await self._wait(
             lambda: self.get_lifecycle_policy_preview(
                 repository_name=repository_name, registry_id=registry_id
             ),
-            lambda r: getattr(r, "status", None),
+            _preview_status,
             frozenset({"COMPLETE"}),
             _PREVIEW_DEAD_ENDS,
             delay,

@@ -75,8 +75,8 @@ def resolve_config(
     env = os.environ if environ is None else environ
     profile_name = profile or env.get("AWS_PROFILE") or "default"
     shared, config = _profile_sections(env, profile_name)
-    if profile is not None and not shared and not config:
-        raise ConfigurationError(f"The config profile ({profile}) could not be found")
+    if profile_name != "default" and not shared and not config:
+        raise ConfigurationError(f"The config profile ({profile_name}) could not be found")
 
     credentials: Credentials | None = None
     if access_key_id or secret_access_key:

@@ -6,6 +6,7 @@ decision (what to sign, what a response means, whether to retry and when) lives 
 
 from __future__ import annotations
 
+import platform
 import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from openecr.errors import (
 )
 from openecr.models import TARGET_PREFIX, ResponseMetadata
 from openecr.sdk._config import ResolvedConfig
+from openecr.version import __version__
 
 __all__ = ["ClientCore", "ClientOptions", "StructT"]
 
@@ -50,6 +52,8 @@ THROTTLING_CODES = frozenset(
     }
 )
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = f"openecr/{__version__} python/{platform.python_version()}"
+DEFAULT_HTTPX_AGENT = f"python-httpx/{httpx.__version__}"
 _BACKOFF_BASE_SECONDS = 0.1
 _BACKOFF_CAP_SECONDS = 20.0
 
@@ -75,23 +79,34 @@ class ClientCore:
             config = replace(config, endpoint_url=config.endpoint_url.rstrip("/"))
         return ClientCore(config, replace(self.options, **changes))
 
-    def build_request(self, operation: str, request: msgspec.Struct) -> httpx.Request:
-        """The signed HTTP request for one attempt (signed anew for every retry)."""
+    def build_request(
+        self, http: httpx.Client | httpx.AsyncClient, operation: str, request: msgspec.Struct
+    ) -> httpx.Request:
+        """The signed HTTP request for one attempt (signed anew for every retry).
+
+        Built by ``http`` so that a client the user brought keeps its own default headers,
+        cookies and extensions; only the headers below are signed.
+        """
         body = self._encoder.encode(request)
         url = self.config.endpoint_url + "/"
         headers = sign_request(
             method="POST",
             url=url,
-            headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": f"{TARGET_PREFIX}.{operation}"},
+            headers={
+                "Content-Type": CONTENT_TYPE,
+                "X-Amz-Target": f"{TARGET_PREFIX}.{operation}",
+                "User-Agent": USER_AGENT,
+            },
             body=body,
             credentials=self.config.credentials,
             region=self.config.region,
             service=SIGNING_SERVICE,
             now=datetime.now(UTC),
         )
-        timeout = httpx.Timeout(self.options.timeout)
-        return httpx.Request(
-            "POST", url, headers=headers, content=body, extensions={"timeout": timeout.as_dict()}
+        if "User-Agent" in http.headers and http.headers["User-Agent"] != DEFAULT_HTTPX_AGENT:
+            headers.pop("User-Agent", None)  # the user's own agent string wins
+        return http.build_request(
+            "POST", url, headers=headers, content=body, timeout=self.options.timeout
         )
 
     def decode(
