@@ -22,6 +22,8 @@ __all__ = ["configure_logging", "serve"]
 
 log = logging.getLogger("openecr.server")
 
+STATISTICS_INTERVAL_SECONDS = 600
+
 
 class _JsonFormatter(logging.Formatter):
     """Access-log lines are already JSON; other records are wrapped into JSON."""
@@ -91,7 +93,11 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
                 "is accepted as account %s. Never use this outside a test harness.",
                 settings.account_id,
             )
+        await services.store.refresh_statistics()
         scheduler = Scheduler(services.store)
+        scheduler.every(
+            "statistics", STATISTICS_INTERVAL_SECONDS, services.store.refresh_statistics
+        )
         scheduler.every("lifecycle", settings.lifecycle_interval, services.lifecycle.run)
         scheduler.every("gc", settings.gc_interval, services.gc.run)
         scheduler.start()

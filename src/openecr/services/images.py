@@ -372,31 +372,61 @@ class ImageService:
     ) -> FetchedImages:
         images: list[tuple[ImageRecord, str | None]] = []
         failures: list[ImageFailure] = []
-        seen: set[tuple[str, str | None]] = set()
         async with self._store.read() as session:
             await require_repository(session, registry_id, repository)
-            for image_id in image_ids:
-                failure = check_image_id(image_id)
-                if failure is None:
-                    found, failure = await self._lookup(session, registry_id, repository, image_id)
-                    if found is not None:
-                        by_digest = image_id.tag is None
-                        if not ecr_accepts_media_type(
-                            found.media_type, accepted_media_types, by_digest=by_digest
-                        ):
-                            failure = ImageFailure(
-                                image_id,
-                                "ImageNotFound",
-                                "Requested image not found in the accepted media types",
-                            )
-                        elif (found.digest, image_id.tag) not in seen:
-                            seen.add((found.digest, image_id.tag))
-                            images.append((found, image_id.tag))
-                if failure is not None:
-                    failures.append(failure)
+            # Two queries for the whole batch: tags to digests, then the images.
+            malformed = {i: f for i in image_ids if (f := check_image_id(i)) is not None}
+            tags = [i.tag for i in image_ids if i.tag is not None and i not in malformed]
+            tagged = await session.digests_for_tags(registry_id, repository, tags) if tags else {}
+            wanted = {i.digest for i in image_ids if i.digest is not None and i not in malformed}
+            found = await session.get_images(
+                registry_id, repository, list(wanted | set(tagged.values()))
+            )
+        seen: set[tuple[str, str | None]] = set()
+        for image_id in image_ids:
+            failure = malformed.get(image_id)
+            image: ImageRecord | None = None
+            if failure is None:
+                image, failure = self._resolve_in_batch(image_id, tagged, found)
+            if image is not None and not ecr_accepts_media_type(
+                image.media_type, accepted_media_types, by_digest=image_id.tag is None
+            ):
+                image, failure = (
+                    None,
+                    ImageFailure(
+                        image_id,
+                        "ImageNotFound",
+                        "Requested image not found in the accepted media types",
+                    ),
+                )
+            if failure is not None:
+                failures.append(failure)
+            elif image is not None and (image.digest, image_id.tag) not in seen:
+                seen.add((image.digest, image_id.tag))
+                images.append((image, image_id.tag))
         for image, _ in images:
             self.record_pull(registry_id, repository, image.digest)
         return FetchedImages(images, failures)
+
+    @staticmethod
+    def _resolve_in_batch(
+        image_id: ImageId, tagged: dict[str, str], found: dict[str, ImageRecord]
+    ) -> tuple[ImageRecord | None, ImageFailure | None]:
+        digest = image_id.digest
+        if image_id.tag is not None:
+            if image_id.tag not in tagged:
+                return None, ImageFailure(image_id, "ImageNotFound", "Requested image not found")
+            if digest is not None and digest != tagged[image_id.tag]:
+                return None, ImageFailure(
+                    image_id,
+                    "ImageTagDoesNotMatchDigest",
+                    "Invalid request parameters: the image tag does not match the image digest",
+                )
+            digest = tagged[image_id.tag]
+        image = found.get(digest or "")
+        if image is None:
+            return None, ImageFailure(image_id, "ImageNotFound", "Requested image not found")
+        return image, None
 
     async def _lookup(
         self, session: MetadataSession, registry_id: str, repository: str, image_id: ImageId

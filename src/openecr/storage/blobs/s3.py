@@ -22,10 +22,10 @@ Uploads. Replicas share only the bucket (and the database), so the upload lives 
 the last, but OCI chunks and ECR parts may be smaller, so an append:
 
 * reads the state (and its ETag) and checks ``expected_offset`` against its size;
-* streams the old tail (if any) and then the request's chunks into one ``part_size``
-  buffer, uploading each full buffer as the next part: at most one part is held in
-  memory, nothing touches local disk;
-* at the end of the stream uploads what is buffered as a part if it has 5 MiB or more,
+* gathers the old tail (if any) and then the request's chunks up to ``part_size`` and
+  uploads that as the next part, and so on: at most one part is held in memory (its
+  pieces are sent as they are, never joined or copied whole), nothing touches local disk;
+* at the end of the stream uploads what it gathered as a part if that is 5 MiB or more,
   else writes it as a new tail object (a new key each time);
 * writes the new state with ``If-Match`` on the ETag it read, so a concurrent append
   (the caller serialises appends, but a misbehaving one) is detected: the loser gets
@@ -51,9 +51,13 @@ is already one object), then record the assembled object in the state, so a retr
 commit after a crash finds it; (3) otherwise re-hash the assembled object; on a mismatch
 raise ``DigestMismatch`` and keep the upload (a later append turns the assembled object
 back into parts with UploadPartCopy); (4) copy the verified object server side to
-``blobs/<algorithm>/<hex>`` (CopyObject up to 5 GiB, a multipart copy above), unless that
-blob exists already, so the blob key is written once, after verification; (5) delete the
-upload's objects and abort its leftover multipart uploads.
+``blobs/<algorithm>/<hex>`` (CopyObject up to 5 GiB, a multipart copy above), so the
+blob key is written only after verification. If that blob exists already (checked
+before assembling when the running hash verified the upload) the upload is not copied;
+the blob is copied onto itself instead, keeping its metadata, because the interface wants
+its ``modified_at`` to become now and S3 moves LastModified only on a write; (5) delete
+the upload's objects and abort its leftover multipart uploads. ``put_bytes`` knows the
+digest before it writes: one PutObject (``If-None-Match: *``), or the same touch.
 
 Limits: an upload has at most 10,000 parts. Parts uploaded mid-stream are ``part_size``
 (8 MiB by default) and an append's last part is at least 5 MiB, so an upload holds at least

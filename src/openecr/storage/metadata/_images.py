@@ -52,6 +52,24 @@ class ImageQueries(QueryBase):
         row = (await self._execute(statement, parameters)).first()
         return None if row is None else record_from_row(ImageRecord, row)
 
+    async def get_images(
+        self, registry_id: str, repository: str, digests: Sequence[str]
+    ) -> dict[str, ImageRecord]:
+        statement = cached(
+            "get_images",
+            lambda: select_records(t.images, ImageRecord).where(
+                _in_bound_repository(t.images),
+                t.images.c.digest.in_(sa.bindparam("digests", expanding=True)),
+            ),
+        )
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "digests": list(digests),
+        }
+        rows = await self._execute(statement, parameters)
+        return {row.digest: record_from_row(ImageRecord, row) for row in rows}
+
     async def get_image_summaries(
         self, registry_id: str, repository: str, digests: Sequence[str]
     ) -> dict[str, ImageSummary]:
@@ -84,12 +102,15 @@ class ImageQueries(QueryBase):
     async def digests_for_tags(
         self, registry_id: str, repository: str, tags: Sequence[str]
     ) -> dict[str, str]:
-        rows = await self._execute(
-            sa.select(t.image_tags.c.tag, t.image_tags.c.digest).where(
-                _in_repository(t.image_tags, registry_id, repository),
-                t.image_tags.c.tag.in_(list(tags)),
-            )
+        statement = cached(
+            "digests_for_tags",
+            lambda: sa.select(t.image_tags.c.tag, t.image_tags.c.digest).where(
+                _in_bound_repository(t.image_tags),
+                t.image_tags.c.tag.in_(sa.bindparam("tags", expanding=True)),
+            ),
         )
+        parameters = {"registry_id": registry_id, "repository": repository, "tags": list(tags)}
+        rows = await self._execute(statement, parameters)
         return {row.tag: row.digest for row in rows}
 
     async def tags_by_digest(
@@ -158,6 +179,23 @@ class ImageQueries(QueryBase):
                 "artifact_type": image.artifact_type,
             },
         )
+        await self._count_image(image.registry_id, image.repository_name, +1)
+
+    async def _count_image(self, registry_id: str, repository: str, change: int) -> None:
+        statement = cached(
+            "count_image",
+            lambda: (
+                t.repositories.update()
+                .where(
+                    # Not the column names: UPDATE reserves those for its SET values.
+                    t.repositories.c.registry_id == sa.bindparam("in_registry"),
+                    t.repositories.c.name == sa.bindparam("in_repository"),
+                )
+                .values(image_count=t.repositories.c.image_count + sa.bindparam("change"))
+            ),
+        )
+        parameters = {"in_registry": registry_id, "in_repository": repository, "change": change}
+        await self._execute(statement, parameters)
 
     async def set_tag(
         self, registry_id: str, repository: str, tag: str, digest: str, now: float
@@ -212,11 +250,13 @@ class ImageQueries(QueryBase):
                 t.image_references.c.image_digest == digest,
             )
         )
-        await self._execute(
+        deleted = await self._execute(
             t.images.delete().where(
                 _in_repository(t.images, registry_id, repository), t.images.c.digest == digest
             )
         )
+        if deleted.rowcount:
+            await self._count_image(registry_id, repository, -deleted.rowcount)
 
     async def add_image_references(
         self,

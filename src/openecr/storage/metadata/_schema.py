@@ -62,6 +62,8 @@ repositories = Table(
     Column("policy_text", Text),
     Column("lifecycle_policy_text", Text),
     Column("lifecycle_evaluated_at", Float),
+    # Maintained with every image insert and delete (migration 0004).
+    Column("image_count", Integer, nullable=False, server_default="0"),
 )
 
 repository_tags = Table(
