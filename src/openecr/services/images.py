@@ -259,6 +259,7 @@ class ImageService:
                         f"{MAX_TAGS_PER_IMAGE} tags."
                     )
                 await session.set_tag(registry_id, repository, tag, parsed.digest, now)
+        self._store.note_changes(1)
         return image
 
     async def _check_references(

@@ -1,7 +1,10 @@
 """The S3 blob store: blobs in an S3 (or S3-compatible) bucket, for several replicas.
 
 Client library: aiobotocore. Measured against obstore with ``bench/s3_clients.py`` (moto's
-S3 server on loopback), obstore was faster on every figure, but obstore 0.12 exposes no
+S3 server on loopback, medians of 5 rounds), obstore was better on every figure: client
+CPU per MiB 0.84 against 2.6 ms for PUT, 0.56 against 0.76 ms for GET, 1.0 against 2.7 ms
+for a multipart upload; 0.7 against 2.4 ms of CPU and a p50 of 4.1 against 6.1 ms per
+small GET; throughput (bounded by moto) 5 to 30% higher. But obstore 0.12 exposes no
 part-level multipart calls (CreateMultipartUpload, UploadPart, UploadPartCopy,
 CompleteMultipartUpload with an upload id the caller keeps): its multipart upload lives
 inside one ``put_async`` call. An upload that grows over many requests, on any replica,
@@ -235,6 +238,7 @@ class S3BlobStore:
         read_chunk_size: int = DEFAULT_READ_CHUNK_SIZE,
         checksum_algorithm: str | None = "CRC32",
         max_pool_connections: int = 50,
+        max_attempts: int | None = None,
         multipart_copy_threshold: int = MAX_COPY_SIZE,
     ) -> None:
         """Explicit configuration only (``from_url`` adds the environment). Without keys,
@@ -245,6 +249,7 @@ class S3BlobStore:
         virtual-hosted for AWS. ``allow_http`` defaults to allowing ``http://`` endpoints
         on loopback addresses only. ``checksum_algorithm`` is the per-part checksum S3
         verifies on upload (None for services that lack the checksum API).
+        ``max_attempts`` caps botocore's retries (None: its default, or ``AWS_MAX_ATTEMPTS``).
         ``multipart_copy_threshold`` is the size above which publishing copies in parts.
         """
         if not _BUCKET_RE.fullmatch(bucket):
@@ -285,6 +290,7 @@ class S3BlobStore:
                 request_checksum_calculation=(
                     "when_supported" if checksum_algorithm is not None else "when_required"
                 ),
+                retries=None if max_attempts is None else {"max_attempts": max_attempts},
             ),
         }
         if access_key_id is not None:
@@ -542,7 +548,13 @@ class S3BlobStore:
                 hasher = hashlib.sha256()
             append = _Append(self, upload_id, state, hasher)
             try:
-                new_state = await append.run(chunks, max_bytes)
+                try:
+                    new_state = await append.run(chunks, max_bytes)
+                except ClientError as error:
+                    # Another replica may have appended, committed or cancelled meanwhile
+                    # (and removed the tail or multipart upload this one was using).
+                    await self._raise_if_changed(upload_id, etag, error)
+                    raise
                 if new_state is None:
                     return state.size
                 new_etag = await self._save_state(upload_id, new_state, etag)
@@ -776,6 +788,18 @@ class S3BlobStore:
             raise UploadOffsetMismatch(current[0].size) from None
         etag: str = response["ETag"]
         return etag
+
+    async def _raise_if_changed(self, upload_id: str, etag: str, cause: Exception) -> None:
+        """Raises ``UploadNotFound`` or ``UploadOffsetMismatch`` (from ``cause``) if the
+        upload's state is no longer the version ``etag``."""
+        try:
+            current = await self._load_state(upload_id)
+        except Exception:
+            return  # the original error says more
+        if current is None:
+            raise UploadNotFound(upload_id) from cause
+        if current[1] != etag:
+            raise UploadOffsetMismatch(current[0].size) from cause
 
     async def _drop_upload(self, upload_id: str) -> None:
         """Deletes the state first (the upload is gone from then on), then aborts the

@@ -375,6 +375,8 @@ class MetadataStore:
     def __init__(self, engine: AsyncEngine | Engine, wal_path: Path | None = None) -> None:
         self._engine = engine
         self._wal_sync = _GroupFsync(wal_path) if wal_path is not None else None
+        self._changed_rows = 0
+        self._analyze_task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._local_locks: dict[str, asyncio.Lock] = {}
         self._local_lock_users: dict[str, int] = {}
@@ -403,6 +405,17 @@ class MetadataStore:
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301946)"))
             await conn.run_sync(_apply_migrations)
         return cls(engine)
+
+    def note_changes(self, rows: int) -> None:
+        """Counts changed rows; after many, refreshes the planner statistics in the
+        background, as autovacuum would (it may be off, and 10 minutes is long for a
+        repository that just received thousands of images)."""
+        self._changed_rows += rows
+        if self._changed_rows < _ANALYZE_AFTER_CHANGES or not isinstance(self._engine, AsyncEngine):
+            return
+        if self._analyze_task is None or self._analyze_task.done():
+            self._changed_rows = 0
+            self._analyze_task = asyncio.get_running_loop().create_task(self.refresh_statistics())
 
     async def refresh_statistics(self) -> None:
         """Updates the query planner's statistics (ANALYZE).
@@ -552,6 +565,9 @@ class _GroupFsync:
         finally:
             os.close(fd)
 
+
+# Rows changed (images pushed) between automatic ANALYZE runs on PostgreSQL.
+_ANALYZE_AFTER_CHANGES = 500
 
 # Advisory lock keys are (namespace, hash of name); the namespace keeps them apart from
 # other users of the same database.
