@@ -206,9 +206,7 @@ class ImageService:
                     "cannot be overwritten because the tag is immutable."
                 )
             if existing is None:
-                if await session.count_images(registry_id, repository) >= (
-                    MAX_IMAGES_PER_REPOSITORY
-                ):
+                if repo.image_count >= MAX_IMAGES_PER_REPOSITORY:
                     raise LimitExceededError(
                         f"The repository '{repository}' already holds the maximum of "
                         f"{MAX_IMAGES_PER_REPOSITORY} images."
@@ -238,16 +236,14 @@ class ImageService:
                 await session.add_image_references(
                     registry_id, repository, parsed.digest, references
                 )
-                for descriptor in (*([parsed.config] if parsed.config else []), *parsed.layers):
-                    if descriptor.digest in blob_sizes:  # remember the media type it has
-                        await session.link_layer(
-                            registry_id,
-                            repository,
-                            descriptor.digest,
-                            blob_sizes[descriptor.digest],
-                            descriptor.media_type,
-                            now,
-                        )
+                # Uploads do not say what a blob is; the manifest does (for
+                # BatchCheckLayerAvailability's mediaType).
+                descriptors = (*([parsed.config] if parsed.config else []), *parsed.layers)
+                await session.remember_layer_media_types(
+                    registry_id,
+                    repository,
+                    {d.digest: d.media_type for d in descriptors if d.digest in blob_sizes},
+                )
             else:
                 image = existing
             if tag is not None:

@@ -504,6 +504,39 @@ class ImageQueries(QueryBase):
                 .values(**values)
             )
 
+    async def remember_layer_media_types(
+        self, registry_id: str, repository: str, media_types: dict[str, str]
+    ) -> None:
+        """Records the media type of linked blobs that have none yet (one statement per
+        media type, not per blob)."""
+        by_type: dict[str, list[str]] = {}
+        for digest, media_type in media_types.items():
+            by_type.setdefault(media_type, []).append(digest)
+        statement = cached(
+            "remember_layer_media_types",
+            lambda: (
+                t.repository_layers.update()
+                .where(
+                    # Not the column names: UPDATE reserves those for its SET values.
+                    t.repository_layers.c.registry_id == sa.bindparam("in_registry"),
+                    t.repository_layers.c.repository_name == sa.bindparam("in_repository"),
+                    t.repository_layers.c.digest.in_(sa.bindparam("digests", expanding=True)),
+                    t.repository_layers.c.media_type.is_(None),
+                )
+                .values(media_type=sa.bindparam("new_media_type"))
+            ),
+        )
+        for media_type, digests in by_type.items():
+            await self._execute(
+                statement,
+                {
+                    "in_registry": registry_id,
+                    "in_repository": repository,
+                    "digests": digests,
+                    "new_media_type": media_type,
+                },
+            )
+
     async def unlink_layer(self, registry_id: str, repository: str, digest: str) -> bool:
         deleted = await self._execute(
             t.repository_layers.delete().where(

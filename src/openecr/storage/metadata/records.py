@@ -45,6 +45,7 @@ class RepositoryRecord:
     policy_text: str | None = None
     lifecycle_policy_text: str | None = None
     lifecycle_evaluated_at: float | None = None
+    image_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
