@@ -58,7 +58,9 @@ class QueryBase:
         self._conn = connection
 
     async def _execute(
-        self, statement: sa.Executable, parameters: dict[str, Any] | None = None
+        self,
+        statement: sa.Executable,
+        parameters: dict[str, Any] | list[dict[str, Any]] | None = None,
     ) -> sa.CursorResult[Any]:
         if isinstance(self._conn, Connection):
             return self._conn.execute(statement, parameters)

@@ -201,11 +201,27 @@ class ImageQueries(QueryBase):
         self, registry_id: str, repository: str, tag: str, digest: str, now: float
     ) -> None:
         """Points ``tag`` at ``digest``, moving it from any other image."""
-        updated = await self._execute(
-            t.image_tags.update()
-            .where(_in_repository(t.image_tags, registry_id, repository), t.image_tags.c.tag == tag)
-            .values(digest=digest, tagged_at=now)
+        statement = cached(
+            "move_tag",
+            lambda: (
+                t.image_tags.update()
+                .where(
+                    # Not the column names: UPDATE reserves those for its SET values.
+                    t.image_tags.c.registry_id == sa.bindparam("in_registry"),
+                    t.image_tags.c.repository_name == sa.bindparam("in_repository"),
+                    t.image_tags.c.tag == sa.bindparam("in_tag"),
+                )
+                .values(digest=sa.bindparam("new_digest"), tagged_at=sa.bindparam("new_time"))
+            ),
         )
+        parameters = {
+            "in_registry": registry_id,
+            "in_repository": repository,
+            "in_tag": tag,
+            "new_digest": digest,
+            "new_time": now,
+        }
+        updated = await self._execute(statement, parameters)
         if updated.rowcount == 0:
             await self._insert(
                 t.image_tags,
@@ -226,15 +242,19 @@ class ImageQueries(QueryBase):
         )
 
     async def count_tags(self, registry_id: str, repository: str, digest: str) -> int:
-        count = await self._scalar(
-            sa.select(sa.func.count())
-            .select_from(t.image_tags)
-            .where(
-                _in_repository(t.image_tags, registry_id, repository),
-                t.image_tags.c.digest == digest,
-            )
+        statement = cached(
+            "count_tags",
+            lambda: (
+                sa.select(sa.func.count())
+                .select_from(t.image_tags)
+                .where(
+                    _in_bound_repository(t.image_tags),
+                    t.image_tags.c.digest == sa.bindparam("digest"),
+                )
+            ),
         )
-        return int(count or 0)
+        parameters = {"registry_id": registry_id, "repository": repository, "digest": digest}
+        return int(await self._scalar(statement, parameters) or 0)
 
     async def delete_image(self, registry_id: str, repository: str, digest: str) -> None:
         """Deletes the image with its tags and its reference rows."""
@@ -276,7 +296,7 @@ class ImageQueries(QueryBase):
             for digest, is_manifest in dict(references).items()
         ]
         if rows:
-            await self._execute(t.image_references.insert().values(rows))
+            await self._execute(cached("insert:image_references", t.image_references.insert), rows)
 
     async def indexes_referencing(
         self, registry_id: str, repository: str, manifest_digest: str
