@@ -45,9 +45,12 @@ def _split(items: Sequence[Any], size: int) -> list[list[Any]]:
 def _merge(responses: list[StructT], list_fields: Sequence[str]) -> StructT:
     """One response holding the concatenated lists of several batch responses."""
     merged = responses[-1]
+    if len(responses) == 1:
+        return merged
     for name in list_fields:
-        combined = [item for r in responses for item in (getattr(r, name) or [])]
-        setattr(merged, name, combined)
+        parts = [getattr(r, name) for r in responses]
+        if any(part is not None for part in parts):  # absent everywhere stays absent
+            setattr(merged, name, [item for part in parts for item in part or []])
     return merged
 
 

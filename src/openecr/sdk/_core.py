@@ -137,16 +137,21 @@ class ClientCore:
     @staticmethod
     def error_from(response: httpx.Response, request_id: str | None) -> ECRError:
         body: dict[str, Any] = {}
+        text = ""
         try:
             decoded = msgspec.json.decode(response.content) if response.content else {}
             if isinstance(decoded, dict):
                 body = decoded
         except msgspec.DecodeError:
-            pass
+            text = response.text  # not JSON: the body itself is the message, as in botocore
+        if response.status_code >= 500 and (not text.strip() or text.lstrip().startswith("<")):
+            text = response.reason_phrase  # a proxy's HTML or empty 5xx page says nothing
+        elif not response.content and response.status_code >= 500:
+            text = response.reason_phrase
         raw_code = str(body.get("__type") or response.headers.get("x-amzn-ErrorType") or "")
         # "com.amazonaws.ecr#RepositoryNotFoundException" and "Code:detail" forms occur.
         code = raw_code.rsplit("#", 1)[-1].split(":", 1)[0] or str(response.status_code)
-        message = str(body.get("message") or body.get("Message") or response.reason_phrase)
+        message = str(body.get("message") or body.get("Message") or text)
         extra = {k: v for k, v in body.items() if k not in ("__type", "message", "Message")}
         cls = error_class_for_code(code)
         return cls(
