@@ -175,10 +175,11 @@ def lifecycle_simulate(policy_path: Path, images_path: Path, now: str | None) ->
     pushed_as_given = {facts.digest: given for facts, given in images}
     moment = _timestamp(now, "--now") if now is not None else datetime.now(UTC)
     expirations = evaluate_lifecycle_policy(policy, [facts for facts, _ in images], moment)
+    # As in GetLifecyclePolicyPreview, an untagged image has no imageTags member.
     results = [
         {
             "imageDigest": e.image.digest,
-            "imageTags": list(e.image.tags),
+            **({"imageTags": list(e.image.tags)} if e.image.tags else {}),
             "imagePushedAt": pushed_as_given[e.image.digest],
             "action": {"type": "EXPIRE"},
             "appliedRulePriority": e.rule_priority,

@@ -190,6 +190,7 @@ async def batch_check_layer_availability(
     digests = list(dict.fromkeys(request.layer_digests or []))
     valid = [d for d in digests if _LAYER_DIGEST.fullmatch(d)]
     found = await services.uploads.find_layers(registry_id, repository, valid)
+    await services.uploads.renew_links(registry_id, repository, found)
     layers: list[m.Layer] = []
     failures: list[m.LayerFailure] = []
     for digest in digests:

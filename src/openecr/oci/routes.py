@@ -327,9 +327,11 @@ async def get_blob(
     request: web.Request, services: Services, registry_id: str, name: str
 ) -> web.StreamResponse:
     digest = _checked_digest(request.match_info["digest"])
-    layer = (await services.uploads.find_layers(registry_id, name, [digest])).get(digest)
+    layers = await services.uploads.find_layers(registry_id, name, [digest])
+    layer = layers.get(digest)
     if layer is None:
         raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}")
+    await services.uploads.renew_links(registry_id, name, layers)
     headers = {
         "Docker-Content-Digest": digest,
         "Content-Type": "application/octet-stream",

@@ -71,7 +71,7 @@ class Services:
             registry=RegistryService(store),
             pull_through_cache=PullThroughCacheService(store),
             blobs=blobs,
-            uploads=UploadService(store, blobs),
+            uploads=UploadService(store, blobs, renew_links_after=settings.gc_grace / 2),
             images=images,
             lifecycle_previews=LifecyclePreviewService(store),
             lifecycle=LifecycleEnforcer(store, images),

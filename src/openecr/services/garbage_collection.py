@@ -93,8 +93,8 @@ class GarbageCollector:
         await self._purge_uploads(report, now - self.upload_expiry_seconds, dry_run)
         if self.delete_untagged:
             await self._delete_untagged(report, cutoff, dry_run)
-        await self._unlink_unreferenced(report, cutoff, dry_run)
-        await self._delete_unlinked_blobs(report, dry_run)
+        would_unlink = await self._unlink_unreferenced(report, cutoff, dry_run)
+        await self._delete_unlinked_blobs(report, dry_run, would_unlink)
         await self._delete_orphan_files(report, cutoff, dry_run)
         report.seconds = time.monotonic() - started
         log.info("garbage collection: %s", report.as_dict())
@@ -136,12 +136,15 @@ class GarbageCollector:
             )
             report.images_deleted += len(result.deleted)
 
-    async def _unlink_unreferenced(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
+    async def _unlink_unreferenced(
+        self, report: GcReport, cutoff: float, dry_run: bool
+    ) -> set[tuple[str, str, str]]:
+        """Removes old unreferenced links; a dry run returns those it would remove."""
         async with self._store.read() as session:
             links = await session.unreferenced_links(cutoff)
         if dry_run:
             report.links_removed += len(links)
-            return
+            return set(links)
         for registry_id, repository, digest in links:
             async with self._store.write() as session:
                 # Same lock a manifest push holds while it checks its blobs are linked.
@@ -149,10 +152,22 @@ class GarbageCollector:
                     continue
                 if await session.delete_unreferenced_link(registry_id, repository, digest, cutoff):
                     report.links_removed += 1
+        return set()
 
-    async def _delete_unlinked_blobs(self, report: GcReport, dry_run: bool) -> None:
+    async def _delete_unlinked_blobs(
+        self, report: GcReport, dry_run: bool, would_unlink: set[tuple[str, str, str]]
+    ) -> None:
         async with self._store.read() as session:
             candidates = await session.unlinked_blobs()
+            if dry_run and would_unlink:
+                # Also count blobs whose every link the dry run would have removed.
+                digests = sorted({digest for _, _, digest in would_unlink})
+                holders = await session.link_holders(digests)
+                candidates += [
+                    (digest, size)
+                    for digest, size in await session.blob_sizes(digests)
+                    if {(r, n, digest) for r, n in holders.get(digest, set())} <= would_unlink
+                ]
         for digest, size in candidates:
             if dry_run:
                 report.blobs_deleted += 1

@@ -486,6 +486,24 @@ class ImageService:
                     failures.append(failure)
         return DeletedImages(deleted, failures)
 
+    async def expire_if_unchanged(
+        self, registry_id: str, repository: str, digest: str, tags: Sequence[str]
+    ) -> DeletedImages | None:
+        """Deletes the image as BatchDeleteImage would, but only if it still has exactly
+        ``tags`` (lifecycle rules judged it with those; a tag added since may save it).
+        None when it changed or is gone."""
+        deleted: list[ImageId] = []
+        async with self._store.write() as session:
+            await require_repository(session, registry_id, repository, for_update=True)
+            image = await session.get_image(registry_id, repository, digest)
+            current = (await session.tags_by_digest(registry_id, repository, [digest]))[digest]
+            if image is None or sorted(current) != sorted(tags):
+                return None
+            failure = await self._delete_one(
+                session, registry_id, repository, ImageId(digest=digest), image, deleted
+            )
+        return DeletedImages(deleted, [failure] if failure else [])
+
     async def _delete_one(
         self,
         session: MetadataSession,

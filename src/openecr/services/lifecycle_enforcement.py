@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from openecr.services.images import ImageId, ImageService
+from openecr.services.images import ImageService
 from openecr.services.lifecycle_previews import expirations_for_repository
 from openecr.storage.metadata.store import MetadataStore
 
@@ -99,9 +99,16 @@ class LifecycleEnforcer:
                 result["appliedRulePriority"],
             )
             if not dry_run:
-                outcome = await self._images.batch_delete(
-                    registry_id, repository, [ImageId(digest=expired.digest)]
+                outcome = await self._images.expire_if_unchanged(
+                    registry_id, repository, expired.digest, expired.tags
                 )
+                if outcome is None:
+                    log.info(
+                        "lifecycle spared %s@%s: it changed since it was evaluated",
+                        repository,
+                        expired.digest,
+                    )
+                    continue
                 if outcome.failures:
                     reason = outcome.failures[0].reason
                     report.failures.append(f"{repository}@{expired.digest}: {reason}")

@@ -74,9 +74,12 @@ def _upload_not_found(upload_id: str, registry_id: str, repository: str) -> Uplo
 
 
 class UploadService:
-    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+    def __init__(
+        self, store: MetadataStore, blobs: BlobStore, *, renew_links_after: float = 1800.0
+    ) -> None:
         self._store = store
         self._blobs = blobs
+        self._renew_links_after = renew_links_after
 
     async def start(self, registry_id: str, repository: str) -> UploadRecord:
         now = time.time()
@@ -282,6 +285,24 @@ class UploadService:
         async with self._store.write() as session:
             await require_repository(session, registry_id, repository)
             return await session.unlink_layer(registry_id, repository, digest)
+
+    async def renew_links(
+        self, registry_id: str, repository: str, layers: dict[str, LayerRecord]
+    ) -> None:
+        """Renews links a client was just told exist (blob HEAD, layer availability).
+
+        A client that finds a layer present skips uploading it and pushes its manifest a
+        moment later; renewing an old link keeps garbage collection, which spares links
+        younger than its grace period, from removing it in between. Links renewed within
+        the last half grace period are left alone, so this writes rarely.
+        """
+        now = time.time()
+        stale = [
+            d for d, layer in layers.items() if layer.created_at < now - self._renew_links_after
+        ]
+        if stale:
+            async with self._store.write() as session:
+                await session.renew_links(registry_id, repository, stale, now)
 
     async def find_layers(
         self, registry_id: str, repository: str, digests: list[str]

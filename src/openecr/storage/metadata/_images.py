@@ -557,6 +557,18 @@ class ImageQueries(QueryBase):
                 },
             )
 
+    async def renew_links(
+        self, registry_id: str, repository: str, digests: Sequence[str], now: float
+    ) -> None:
+        await self._execute(
+            t.repository_layers.update()
+            .where(
+                _in_repository(t.repository_layers, registry_id, repository),
+                t.repository_layers.c.digest.in_(list(digests)),
+            )
+            .values(created_at=now)
+        )
+
     async def unlink_layer(self, registry_id: str, repository: str, digest: str) -> bool:
         deleted = await self._execute(
             t.repository_layers.delete().where(
@@ -636,6 +648,27 @@ class ImageQueries(QueryBase):
         """(digest, size) of blobs that no repository links any more."""
         linked = sa.exists().where(t.repository_layers.c.digest == t.blobs.c.digest)
         rows = await self._execute(sa.select(t.blobs.c.digest, t.blobs.c.size_bytes).where(~linked))
+        return [(row.digest, int(row.size_bytes)) for row in rows]
+
+    async def link_holders(self, digests: Sequence[str]) -> dict[str, set[tuple[str, str]]]:
+        """The (registry, repository) pairs linking each blob."""
+        links = t.repository_layers
+        rows = await self._execute(
+            sa.select(links.c.digest, links.c.registry_id, links.c.repository_name).where(
+                links.c.digest.in_(list(digests))
+            )
+        )
+        holders: dict[str, set[tuple[str, str]]] = {}
+        for row in rows:
+            holders.setdefault(row.digest, set()).add((row.registry_id, row.repository_name))
+        return holders
+
+    async def blob_sizes(self, digests: Sequence[str]) -> list[tuple[str, int]]:
+        rows = await self._execute(
+            sa.select(t.blobs.c.digest, t.blobs.c.size_bytes).where(
+                t.blobs.c.digest.in_(list(digests))
+            )
+        )
         return [(row.digest, int(row.size_bytes)) for row in rows]
 
     async def blob_is_linked(self, digest: str) -> bool:

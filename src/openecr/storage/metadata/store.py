@@ -14,6 +14,8 @@ built and how write transactions are serialised:
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -374,6 +376,9 @@ class MetadataStore:
 
     def __init__(self, engine: AsyncEngine | Engine, wal_path: Path | None = None) -> None:
         self._engine = engine
+        # SQLite: other processes on the same file (an `openecr gc` beside the server) are
+        # excluded by file locks in this directory.
+        self._lock_dir = wal_path.parent / "locks" if wal_path is not None else None
         self._wal_sync = _GroupFsync(wal_path) if wal_path is not None else None
         self._changed_rows = 0
         self._analyze_task: asyncio.Task[None] | None = None
@@ -498,13 +503,20 @@ class MetadataStore:
         lock = self._local_locks.setdefault(name, asyncio.Lock())
         self._local_lock_users[name] = self._local_lock_users.get(name, 0) + 1
         try:
-            async with lock:
+            async with lock, _file_lock(self._lock_file(name), wait=True):
                 yield
         finally:
             self._local_lock_users[name] -= 1
             if not self._local_lock_users[name]:
                 del self._local_lock_users[name]
                 del self._local_locks[name]
+
+    def _lock_file(self, name: str) -> Path:
+        assert self._lock_dir is not None
+        # A fixed set of lock files: names hashing alike only share a lock.
+        bucket = hashlib.sha256(name.encode()).hexdigest()[:2]
+        kind = "job" if name.startswith("job:") else "name"
+        return self._lock_dir / f"{kind}-{bucket}.lock"
 
     @asynccontextmanager
     async def try_job_lock(self, job: str) -> AsyncIterator[bool]:
@@ -515,8 +527,8 @@ class MetadataStore:
             if lock.locked():
                 yield False
                 return
-            async with lock:
-                yield True
+            async with lock, _file_lock(self._lock_file(f"job:{job}"), wait=False) as held:
+                yield held
             return
         async with self._engine.connect() as conn:
             key = sa.func.hashtext(f"job:{job}")
@@ -530,6 +542,32 @@ class MetadataStore:
                 if acquired:
                     await conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_NAMESPACE, key)))
                     await conn.commit()
+
+
+@asynccontextmanager
+async def _file_lock(path: Path, *, wait: bool) -> AsyncIterator[bool]:
+    """An exclusive flock on ``path``; yields False at once if ``wait`` is off and another
+    process holds it. The lock dies with its holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        # Polled rather than blocking a worker thread: the holder may need those threads
+        # (file I/O, fsyncs) to finish and let go.
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    yield False
+                    return
+                await asyncio.sleep(0.005)
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 class _GroupFsync:
