@@ -14,6 +14,8 @@ import signal
 import socket
 import statistics
 import subprocess
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -54,6 +56,13 @@ class Placement:
 
     def client(self, argv: Sequence[str]) -> list[str]:
         return _pinned(self.client_cpus, argv)
+
+    def pin_this_process(self) -> None:
+        """Moves the benchmark process itself (its in-process clients) onto the client CPUs."""
+        if self.client_cpus is None or not hasattr(os, "sched_setaffinity"):
+            return
+        cpus = {int(cpu) for cpu in self.client_cpus.split(",")}
+        os.sched_setaffinity(0, cpus)
 
     def describe(self) -> str:
         if self.server_cpus is None and self.client_cpus is None:
@@ -119,16 +128,17 @@ class ChildProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def log_problems(self, limit: int = 10, ignore: str | None = None) -> list[str]:
-        """Log lines that look like warnings, errors or tracebacks (less ``ignore``)."""
+    def log_problems(self, limit: int = 10, ignore: str | Sequence[str] | None = None) -> list[str]:
+        """Log lines that look like warnings, errors or tracebacks, less those containing
+        ``ignore`` (one string or several)."""
         pattern = re.compile(r"error|warn|traceback|exception|critical|panic", re.IGNORECASE)
         try:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return []
         lines = [line for line in text.splitlines() if pattern.search(line)]
-        if ignore is not None:
-            lines = [line for line in lines if ignore not in line]
+        ignored = [ignore] if isinstance(ignore, str) else list(ignore or ())
+        lines = [line for line in lines if not any(text in line for text in ignored)]
         return lines[:limit]
 
 
@@ -141,6 +151,71 @@ def http_ready(url: str, expect: int | None = 200) -> Callable[[], bool]:
         return expect is None or response.status_code == expect
 
     return probe
+
+
+# -- process memory ------------------------------------------------------------------------
+
+
+def proc_status_kib(pid: int, field_name: str) -> int | None:
+    """One ``kB`` field of ``/proc/PID/status`` (``VmRSS``, ``VmHWM``), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakRss:
+    """The peak resident set size of a process over a ``with`` block.
+
+    On entry the kernel's high-water mark (``VmHWM``) is reset by writing ``5`` to
+    ``/proc/PID/clear_refs`` (Linux 4.0+, needs the right to write there); a thread also
+    samples ``VmRSS`` every ``interval`` seconds. ``peak_kib`` is the larger of the two, so
+    it holds even where the reset is refused (then ``VmHWM`` is the lifetime peak, an upper
+    bound).
+    """
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.hwm_reset = False
+        self.start_kib: int | None = None
+        self.sampled_peak_kib = 0
+        self.hwm_kib: int | None = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as clear_refs:
+                clear_refs.write("5")
+            self.hwm_reset = True
+        except OSError:
+            self.hwm_reset = False
+        self.start_kib = proc_status_kib(self.pid, "VmRSS")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.hwm_kib = proc_status_kib(self.pid, "VmHWM")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            rss = proc_status_kib(self.pid, "VmRSS")
+            if rss is not None:
+                self.sampled_peak_kib = max(self.sampled_peak_kib, rss)
+                self.samples += 1
+            self._stop.wait(self.interval)
+
+    @property
+    def peak_kib(self) -> int:
+        return max(self.sampled_peak_kib, self.hwm_kib or 0)
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -218,9 +293,14 @@ class LoadResult:
 # wrk sends requests from a file of length-prefixed raw HTTP/1.1 requests, cycling through
 # them, counts every status in response(), stops the thread at its request cap, and prints
 # one machine-readable line in done(). The first non-2xx response is written to a file.
+# A thread that reaches its cap also leaves a marker file: wrk's main thread sleeps for the
+# whole -d whatever its threads do, so run_wrk interrupts it (SIGINT, which wrk handles by
+# ending the run and printing its summary) once every thread is capped; the summary's
+# duration is then the time the requests took, not -d.
 _WRK_SCRIPT = r"""
 local requests_path = "@REQUESTS@"
 local error_path = "@ERRORS@"
+local capped_path = "@CAPPED@"
 local per_thread_limit = @LIMIT@
 local threads = {}
 
@@ -235,6 +315,7 @@ local cursor = 0
 responses = 0
 statuses = {}
 wrote_error = false
+capped = false
 
 function init(args)
   local f = assert(io.open(requests_path, "rb"))
@@ -269,7 +350,13 @@ function response(status, headers, body)
       f:close()
     end
   end
-  if responses >= per_thread_limit then
+  if responses >= per_thread_limit and not capped then
+    capped = true
+    -- wrk itself keeps running to -d; the marker tells the caller to stop it (SIGINT)
+    local marker = io.open(capped_path .. "." .. tid, "wb")
+    if marker then
+      marker:close()
+    end
     wrk.thread:stop()
   end
 end
@@ -342,6 +429,7 @@ def run_wrk(
     script = (
         _WRK_SCRIPT.replace("@REQUESTS@", str(pool_path))
         .replace("@ERRORS@", str(error_path))
+        .replace("@CAPPED@", str(workdir / f"wrk-{run_id}.capped"))
         .replace("@LIMIT@", str(per_thread))
         .replace("@THREADS@", str(threads))
     )
@@ -359,14 +447,12 @@ def run_wrk(
         ]
     )
     try:
-        completed = subprocess.run(
-            argv, capture_output=True, text=True, timeout=duration_s + timeout_s + 60
+        stdout, stderr = _run_until_capped(
+            argv, workdir, f"wrk-{run_id}.capped.", threads, duration_s + timeout_s + 60
         )
-        line = next(
-            (x for x in completed.stdout.splitlines() if x.startswith("BENCH_RESULT ")), None
-        )
+        line = next((x for x in stdout.splitlines() if x.startswith("BENCH_RESULT ")), None)
         if line is None:
-            raise RuntimeError(f"wrk printed no result:\n{completed.stdout}\n{completed.stderr}")
+            raise RuntimeError(f"wrk printed no result:\n{stdout}\n{stderr}")
         data = json.loads(line.removeprefix("BENCH_RESULT "))
         first_error = None
         for candidate in sorted(workdir.glob(f"wrk-{run_id}.error.*")):
@@ -385,6 +471,36 @@ def run_wrk(
         capped=int(data["responses"]) >= per_thread * threads,
         first_error=first_error,
     )
+
+
+def _run_until_capped(
+    argv: list[str], workdir: Path, marker_prefix: str, threads: int, timeout_s: float
+) -> tuple[str, str]:
+    """Runs wrk; sends it SIGINT (by PID) as soon as every thread has left its cap marker,
+    SIGKILL if it outlives ``timeout_s``. Returns its stdout and stderr."""
+    with (
+        tempfile.TemporaryFile(mode="w+", dir=workdir) as out,
+        tempfile.TemporaryFile(mode="w+", dir=workdir) as err,
+    ):
+        process = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + timeout_s
+        interrupted = False
+        try:
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    break
+                if not interrupted and (len(list(workdir.glob(marker_prefix + "*"))) >= threads):
+                    process.send_signal(signal.SIGINT)
+                    interrupted = True
+                time.sleep(0.01)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+        out.seek(0)
+        err.seek(0)
+        return out.read(), err.read()
 
 
 def run_ab_head(

@@ -368,18 +368,35 @@ def test_gc_command_never_deletes_a_blob_the_server_is_publishing(
     assert registry.http.get(f"/v2/team/race/blobs/{layer.digest}").content == layer.data
 
 
-def test_a_blob_seen_by_a_pushing_client_is_not_collected_under_it(
-    storage: Storage, ecr: Any, registry: Registry
-) -> None:
+SEEN_GRACE = 5
+
+
+def test_a_blob_seen_by_a_pushing_client_is_not_collected_under_it(storage: Storage) -> None:
     """The grace period is meant to cover the moment between a push's blobs and its
     manifest. A client that finds a blob already in the repository (HEAD 200, or
     BatchCheckLayerAvailability AVAILABLE) skips it and sends its manifest right away; the
-    link it relies on must survive that moment too, however old it is."""
+    link it relies on must survive that moment too, however old it is.
+
+    The server and the sweep use the same grace (5 s), as a scheduled sweep does: the
+    server renews a link it reports when the link is older than half its own grace, so a
+    sweep with a shorter grace than the server's can still collect it. (The grace must
+    also outlast the start of the ``openecr gc`` process, 1-3 s here.)"""
+    server = start_server(storage, "--gc-grace", str(SEEN_GRACE))
+    try:
+        ecr = make_ecr_client(server.url)
+        registry = Registry(server, login_password(ecr))
+        _push_after_a_sweep(storage, ecr, registry)
+        registry.close()
+    finally:
+        server.kill()
+
+
+def _push_after_a_sweep(storage: Storage, ecr: Any, registry: Registry) -> None:
     ecr.create_repository(repositoryName="team/old")
     first = build_image(layers=1, layer_size=3000)
     registry.push("team/old", first, "v1")
     ecr.batch_delete_image(repositoryName="team/old", imageIds=[{"imageTag": "v1"}])
-    time.sleep(2.5)  # the links are now older than the 2 s grace used below
+    time.sleep(SEEN_GRACE + 0.5)  # the links are now older than the grace
     layer = first.layers[0]
     second = _with_extra_layer(build_image(layers=1, layer_size=1000), layer)
     # The client checks what it has to upload: the layer is there.
@@ -388,7 +405,7 @@ def test_a_blob_seen_by_a_pushing_client_is_not_collected_under_it(
         repositoryName="team/old", layerDigests=[layer.digest]
     )
     assert available["layers"][0]["layerAvailability"] == "AVAILABLE"
-    gc(storage, "--gc-grace", "2")  # a scheduled sweep happens to run now
+    gc(storage, "--gc-grace", str(SEEN_GRACE))  # a sweep happens to run now
     for digest, data in second.blobs.items():
         if digest != layer.digest:
             registry.upload_blob("team/old", data)

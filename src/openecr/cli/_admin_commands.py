@@ -27,6 +27,11 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STORAGE_FIELDS = (
+    "blob_store",
+    "s3_endpoint_url",
+    "s3_region",
+    "s3_access_key_id",
+    "s3_secret_access_key",
     "data_dir",
     "database_url",
     "account_id",
@@ -44,6 +49,11 @@ def storage_options(command: F) -> F:
             ("data_dir", str, "Data directory of the server."),
             ("database_url", str, "Metadata database of the server."),
             ("config", str, "The server's TOML settings file."),
+            ("blob_store", str, "The server's blob store, e.g. s3://BUCKET/PREFIX."),
+            ("s3_endpoint_url", str, "S3 endpoint of that blob store."),
+            ("s3_region", str, "S3 region of that blob store."),
+            ("s3_access_key_id", str, "S3 access key."),
+            ("s3_secret_access_key", str, "S3 secret key."),
             ("gc_grace", int, "Seconds an unreferenced blob is kept (default 3600)."),
             ("upload_expiry", int, "Seconds after which an untouched upload is abandoned."),
         ]

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 
 from openecr.errors import ECRError, RepositoryNotFoundError
 from openecr.oci.auth import TokenCache, authenticate_registry_request
@@ -63,6 +63,8 @@ def _registry_route(
             return oci_error_response(error, head=head)
         except ECRError as error:
             return oci_error_response(oci_error_for(error), head=head)
+        except (ConnectionResetError, ClientConnectionResetError):
+            raise  # the client went away; nothing to answer
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.path)
             return oci_error_response(OCIError("UNKNOWN", 500, "internal server error"), head=head)
@@ -337,6 +339,13 @@ async def get_blob(
         "Content-Type": "application/octet-stream",
         "Accept-Ranges": "bytes",
     }
+    if request.method == "HEAD" and services.blobs.local_path(digest) is None:
+        # The database knows the size: no need to ask the object store (a presigned GET
+        # URL would not even be valid for a HEAD).
+        return web.Response(
+            status=200,
+            headers={**headers, "Content-Length": str(layer.size_bytes), "ETag": f'"{digest}"'},
+        )
     redirect = await services.presigned_blob_url(digest, _REDIRECT_SECONDS)
     if redirect is not None:
         return web.Response(status=307, headers={**headers, "Location": redirect})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +25,10 @@ class _Job:
     name: str
     interval_seconds: float
     run: Callable[[], Awaitable[object]]
+
+
+def _last_run_key(job: _Job) -> str:
+    return f"job-last-run:{job.name}"
 
 
 class Scheduler:
@@ -51,15 +56,24 @@ class Scheduler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def _due(self, job: _Job) -> bool:
+        """Whether the job's interval has passed since any process last ran it: with N
+        replicas the job still runs once per interval, not N times."""
+        async with self._store.read() as session:
+            last = await session.get_server_secret(_last_run_key(job))
+        return last is None or time.time() - float(last) >= job.interval_seconds * 0.9
+
     async def _loop(self, job: _Job) -> None:
         while True:
             await asyncio.sleep(job.interval_seconds)
             try:
                 async with self._store.try_job_lock(job.name) as acquired:
-                    if acquired:
-                        await job.run()
-                    else:
+                    if not acquired:
                         log.debug("job %s is running elsewhere", job.name)
+                    elif await self._due(job):
+                        await job.run()
+                        async with self._store.write() as session:
+                            await session.put_server_value(_last_run_key(job), str(time.time()))
             except asyncio.CancelledError:
                 raise
             except Exception:

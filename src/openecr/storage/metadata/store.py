@@ -113,6 +113,14 @@ class MetadataSession(ImageQueries):
     async def add_server_secret(self, name: str, value: str) -> None:
         await self._insert(t.server_secrets, {"name": name, "value": value})
 
+    async def put_server_value(self, name: str, value: str) -> None:
+        """Sets a small server-wide value (kept beside the secrets), creating it if new."""
+        updated = await self._execute(
+            t.server_secrets.update().where(t.server_secrets.c.name == name).values(value=value)
+        )
+        if updated.rowcount == 0:
+            await self._insert(t.server_secrets, {"name": name, "value": value})
+
     # -- registries -----------------------------------------------------------------------
 
     async def get_registry(self, registry_id: str) -> RegistryRecord:
