@@ -22,7 +22,14 @@ import pytest
 from ecr_helpers import make_ecr_client
 from harness import ServerProcess
 from images import Image, Layout, build_image, build_index, image_digests, write_oci_layout
-from lifecycle_gc_helpers import BACKENDS, Storage, database_for, image_digests_in, start_server
+from lifecycle_gc_helpers import (
+    BACKENDS,
+    Storage,
+    database_for,
+    gc_log_reports,
+    image_digests_in,
+    start_server,
+)
 from oci_helpers import Registry, ecr_push, login_password, skopeo_copy
 
 GC_KEYS = {
@@ -318,17 +325,21 @@ class _Holder:
 
 
 def test_gc_command_never_deletes_a_blob_the_server_is_publishing(
-    request: pytest.FixtureRequest, storage: Storage, ecr: Any, registry: Registry
+    storage: Storage, ecr: Any, registry: Registry
 ) -> None:
     """The window between a blob's bytes being published and its row being recorded.
 
     The server's database is held locked right after the upload's bytes were renamed into
-    ``blobs/`` (the server then waits to record them), and ``openecr gc --gc-grace 0`` runs
-    in that window. On PostgreSQL gc waits for the blob's advisory lock, which the server
-    holds until the row is recorded; the blob survives. On SQLite the named lock is only
-    an asyncio lock inside each process, so the gc process does not wait: it takes the
-    published file for an orphan and deletes it, then the server records the blob and
-    acknowledges it, and the image pushed next references bytes that no longer exist.
+    ``blobs/`` (the server then waits to record them), and ``openecr gc`` runs in that
+    window. The blob file's mtime is set an hour back (the last chunk of an upload can be
+    that old when its final PUT comes), so the file-age grace does not protect it: only the
+    blob's named lock, which the server holds until the row is recorded, does. gc must wait
+    for it, find the blob recorded, and leave it alone. (Before the named lock worked
+    across processes on SQLite, gc deleted the file and the server then acknowledged the
+    blob and an image using it: bytes lost.)
+
+    The lock is released when gc exits or after 8 s; with the grace of 30 s the link the
+    server records is young, so nothing else may collect the blob afterwards either.
     """
     ecr.create_repository(repositoryName="team/race")
     image = build_image(layers=1, layer_size=4000)
@@ -340,6 +351,7 @@ def test_gc_command_never_deletes_a_blob_the_server_is_publishing(
         headers={"Content-Type": "application/octet-stream"},
     ).headers["Location"]
     finished: dict[str, httpx.Response] = {}
+    path = storage.blob_path(layer.digest)
     with _Holder(storage):
         finisher = threading.Thread(
             target=lambda: finished.setdefault(
@@ -347,15 +359,16 @@ def test_gc_command_never_deletes_a_blob_the_server_is_publishing(
             )
         )
         finisher.start()
-        path = storage.blob_path(layer.digest)
         deadline = time.monotonic() + 10
         while not path.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         assert path.exists(), "the server did not publish the blob"
-        collector = storage.popen("gc", "--gc-grace", "0")
+        an_hour_ago = time.time() - 3600
+        os.utime(path, (an_hour_ago, an_hour_ago))
+        collector = storage.popen("gc", "--gc-grace", "30")
         with contextlib.suppress(subprocess.TimeoutExpired):
-            # PostgreSQL: gc waits for the blob's lock, held by the server until recorded.
-            collector.wait(timeout=3)
+            # gc should wait for the blob's lock, held by the server until it is recorded.
+            collector.wait(timeout=8)
     out, err = collector.communicate(timeout=60)
     assert collector.returncode == 0, err
     finisher.join(timeout=60)
@@ -368,49 +381,53 @@ def test_gc_command_never_deletes_a_blob_the_server_is_publishing(
     assert registry.http.get(f"/v2/team/race/blobs/{layer.digest}").content == layer.data
 
 
-SEEN_GRACE = 5
+SEEN_GRACE = 8
 
 
 def test_a_blob_seen_by_a_pushing_client_is_not_collected_under_it(storage: Storage) -> None:
     """The grace period is meant to cover the moment between a push's blobs and its
     manifest. A client that finds a blob already in the repository (HEAD 200, or
-    BatchCheckLayerAvailability AVAILABLE) skips it and sends its manifest right away; the
-    link it relies on must survive that moment too, however old it is.
+    BatchCheckLayerAvailability AVAILABLE) skips it and sends its manifest a moment later;
+    the link it relies on must survive that moment too, however old the link is.
 
-    The server and the sweep use the same grace (5 s), as a scheduled sweep does: the
-    server renews a link it reports when the link is older than half its own grace, so a
-    sweep with a shorter grace than the server's can still collect it. (The grace must
-    also outlast the start of the ``openecr gc`` process, 1-3 s here.)"""
-    server = start_server(storage, "--gc-grace", str(SEEN_GRACE))
+    The server sweeps every second with an 8 s grace. The image using the layer is
+    deleted; 5 s after the push (the link is older than half the grace) a client finds
+    the layer, and sends its manifest 5 s later, when the link, unless the server renewed
+    it on that HEAD, is older than the grace and has been swept. (Before links were
+    renewed, the manifest failed with MANIFEST_BLOB_UNKNOWN.) Load can only delay the
+    sweeps, never make them early, so it cannot fail this test wrongly.
+    """
+    server = start_server(
+        storage, "--gc-grace", str(SEEN_GRACE), "--gc-interval", "1", "--log-level", "info"
+    )
     try:
         ecr = make_ecr_client(server.url)
         registry = Registry(server, login_password(ecr))
-        _push_after_a_sweep(storage, ecr, registry)
+        ecr.create_repository(repositoryName="team/old")
+        first = build_image(layers=1, layer_size=3000)
+        registry.push("team/old", first, "v1")
+        pushed = time.monotonic()
+        ecr.batch_delete_image(repositoryName="team/old", imageIds=[{"imageTag": "v1"}])
+        layer = first.layers[0]
+        second = _with_extra_layer(build_image(layers=1, layer_size=1000), layer)
+        time.sleep(max(0.0, pushed + SEEN_GRACE / 2 + 1 - time.monotonic()))
+        # The client checks what it has to upload: the layer is there.
+        assert registry.http.head(f"/v2/team/old/blobs/{layer.digest}").status_code == 200
+        available = ecr.batch_check_layer_availability(
+            repositoryName="team/old", layerDigests=[layer.digest]
+        )
+        assert available["layers"][0]["layerAvailability"] == "AVAILABLE"
+        seen = time.monotonic()
+        for digest, data in second.blobs.items():
+            if digest != layer.digest:
+                registry.upload_blob("team/old", data)
+        time.sleep(max(0.0, seen + SEEN_GRACE / 2 + 1 - time.monotonic()))
+        response = registry.put_manifest("team/old", "v2", second.manifest, second.media_type)
+        assert response.status_code == 201, response.text
+        assert gc_log_reports(server.output()), "the server's GC did not run"
         registry.close()
     finally:
         server.kill()
-
-
-def _push_after_a_sweep(storage: Storage, ecr: Any, registry: Registry) -> None:
-    ecr.create_repository(repositoryName="team/old")
-    first = build_image(layers=1, layer_size=3000)
-    registry.push("team/old", first, "v1")
-    ecr.batch_delete_image(repositoryName="team/old", imageIds=[{"imageTag": "v1"}])
-    time.sleep(SEEN_GRACE + 0.5)  # the links are now older than the grace
-    layer = first.layers[0]
-    second = _with_extra_layer(build_image(layers=1, layer_size=1000), layer)
-    # The client checks what it has to upload: the layer is there.
-    assert registry.http.head(f"/v2/team/old/blobs/{layer.digest}").status_code == 200
-    available = ecr.batch_check_layer_availability(
-        repositoryName="team/old", layerDigests=[layer.digest]
-    )
-    assert available["layers"][0]["layerAvailability"] == "AVAILABLE"
-    gc(storage, "--gc-grace", str(SEEN_GRACE))  # a sweep happens to run now
-    for digest, data in second.blobs.items():
-        if digest != layer.digest:
-            registry.upload_blob("team/old", data)
-    response = registry.put_manifest("team/old", "v2", second.manifest, second.media_type)
-    assert response.status_code == 201, response.text
 
 
 # --- fsck ---------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ One server per backend runs GC every second (grace 5 s) and lifecycle enforcemen
   PutImage);
 * a deleter thread deletes acknowledged images with BatchDeleteImage;
 * one repository has a lifecycle policy keeping only its newest images;
-* on PostgreSQL, ``openecr gc`` child processes also sweep the same storage, over and over
-  (on SQLite the admin commands are not safe beside a running server, see
-  test_gc.py::test_gc_command_never_deletes_a_blob_the_server_is_publishing).
+* ``openecr gc`` child processes also sweep the same storage, over and over (the blob
+  locks must hold across processes: on PostgreSQL advisory locks, on SQLite lock files;
+  see also test_gc.py::test_gc_command_never_deletes_a_blob_the_server_is_publishing).
 
 A push may fail (and is then retried once, uploading everything): a client that saw a
 blob with HEAD or BatchCheckLayerAvailability and skipped it can find its repository link
@@ -389,8 +389,7 @@ def _race(server: ServerProcess, storage: Storage, tmp_path: Path) -> None:
         ("ecr", ecr_pusher),
         ("deleter", deleter),
     ]
-    if storage.database_url is not None:
-        workers.append(("openecr gc", cli_collector))
+    workers.append(("openecr gc", cli_collector))
     threads = [
         threading.Thread(target=_loop, args=(stop, tracker, name, step), name=name)
         for name, step in workers
