@@ -110,6 +110,15 @@ class ChildProcess:
         assert self.process is not None
         return self.process.pid
 
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the server process has used so far (Linux /proc)."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return 0.0
+        # Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" that ends comm.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM by PID, then SIGKILL by PID if it does not exit in time."""
         if self.process is None or self.process.poll() is not None:

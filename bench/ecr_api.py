@@ -415,6 +415,7 @@ def _one_run(
             placement=placement,
         )
     requests = pool("run", args.writes)
+    cpu_before = target.process.cpu_seconds()
     result = run_wrk(
         f"{target.url}/",
         requests,
@@ -424,12 +425,13 @@ def _one_run(
         workdir=workdir,
         placement=placement,
     )
+    cpu_ms = (target.process.cpu_seconds() - cpu_before) * 1000 / max(1, result.requests)
     target.results[(operation, connections)] = result
     flag = "" if result.errors == 0 else f"  ERRORS {result.error_summary()}"
     print(
         f"  {operation:<22} c={connections:<3} {target.name:<15} "
         f"{result.rps:>9.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
-        f"p99 {result.p99_ms:8.2f} ms{flag}",
+        f"p99 {result.p99_ms:8.2f} ms  server CPU {cpu_ms:.2f} ms/req{flag}",
         flush=True,
     )
 
@@ -527,6 +529,8 @@ def main() -> int:
     )
     parser.add_argument("--operations", default=",".join(OPERATIONS))
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--skip-moto", action="store_true", help="openecr alone (no ratios)")
     parser.add_argument(
         "--analyze-postgres",
         action="store_true",
@@ -575,15 +579,17 @@ def main() -> int:
                 load_generator_ceiling(workdir, placement, args.writes)
 
             print("\n## Servers")
-            targets.append(start_openecr("openecr-sqlite", workdir, placement, None))
-            stack.callback(targets[-1].process.stop)
+            if not args.skip_sqlite:
+                targets.append(start_openecr("openecr-sqlite", workdir, placement, None))
+                stack.callback(targets[-1].process.stop)
             database_url = None
             if not args.skip_postgres:
                 database_url = stack.enter_context(postgres_database())
                 targets.append(start_openecr("openecr-pg", workdir, placement, database_url))
                 stack.callback(targets[-1].process.stop)
-            targets.append(start_moto(workdir, placement, args.moto_access_log))
-            stack.callback(targets[-1].process.stop)
+            if not args.skip_moto:
+                targets.append(start_moto(workdir, placement, args.moto_access_log))
+                stack.callback(targets[-1].process.stop)
             for target in targets:
                 print(f"{target.name}: pid {target.process.pid}, {target.url}")
 

@@ -392,3 +392,16 @@ def rule(
 
 def policy_text(*rules: dict[str, Any]) -> str:
     return json.dumps({"rules": list(rules)}).ljust(100)
+
+
+def logged_expiries(
+    server: ServerProcess, repository: str, *, at_least: int
+) -> list[ExpiryLogLine]:
+    """The server's expiry log lines for ``repository``, once there are ``at_least`` of
+    them (or after 10 s): an expiry is logged after its deletion commits, a moment after
+    clients stop seeing the image."""
+    return wait_for(
+        lambda: [line for line in lifecycle_log(server.output()) if line.repository == repository],
+        lambda lines: len(lines) >= at_least,
+        timeout=10,
+    )

@@ -32,6 +32,7 @@ from lifecycle_gc_helpers import (
     fake_digest,
     image_digests_in,
     lifecycle_log,
+    logged_expiries,
     policy_text,
     preview_pages,
     rule,
@@ -206,9 +207,7 @@ def test_enforcement_expires_exactly_what_the_preview_announced(
     wanted -= {digest_of["idx"], digest_of["c1"], digest_of["c2"]}
     remaining = wait_for(lambda: image_digests_in(ecr, repo_name), wanted.__eq__, timeout=10)
     assert {name_of[d] for d in remaining} == {name_of[d] for d in wanted}
-    lines = [
-        line for line in lifecycle_log(lifecycle_server.output()) if line.repository == repo_name
-    ]
+    lines = logged_expiries(lifecycle_server, repo_name, at_least=9)
     assert sorted(name_of[line.digest] for line in lines if line.rule_priority == 4) == [
         "c1",
         "c2",
@@ -257,9 +256,7 @@ def test_enforcement_of_since_image_pushed_on_seeded_history(
     wanted = set(digests) - set(expected)
     remaining = wait_for(lambda: image_digests_in(ecr, repo_name), wanted.__eq__, timeout=10)
     assert remaining == wanted
-    lines = [
-        line for line in lifecycle_log(lifecycle_server.output()) if line.repository == repo_name
-    ]
+    lines = logged_expiries(lifecycle_server, repo_name, at_least=len(expected))
     assert {line.digest: line.rule_priority for line in lines} == expected
     assert len(lines) == len(expected)
 

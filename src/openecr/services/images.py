@@ -32,8 +32,13 @@ from openecr.services.manifests import (
     parse_manifest,
 )
 from openecr.services.repositories import require_repository
-from openecr.storage.metadata.records import ImageRecord, ImageSummary, RepositoryRecord
-from openecr.storage.metadata.store import MetadataSession, MetadataStore
+from openecr.storage.metadata.records import (
+    ImageRecord,
+    ImageSummary,
+    LayerRecord,
+    RepositoryRecord,
+)
+from openecr.storage.metadata.store import DuplicateKeyError, MetadataSession, MetadataStore
 
 __all__ = [
     "MAX_IMAGES_PER_REPOSITORY",
@@ -81,6 +86,13 @@ class DeletedImages:
 class DescribedImage:
     image: ImageSummary
     tags: list[str] = field(default_factory=list)
+
+
+def _too_many_images(repository: str) -> LimitExceededError:
+    return LimitExceededError(
+        f"The repository '{repository}' already holds the maximum of "
+        f"{MAX_IMAGES_PER_REPOSITORY} images."
+    )
 
 
 def _image_not_found(registry_id: str, repository: str, image_id: ImageId) -> ImageNotFoundError:
@@ -182,11 +194,15 @@ class ImageService:
             )
         now = round(time.time(), 3)
         async with self._store.write() as session:
-            # Locking the repository row serialises pushes per repository, so the tag and
-            # immutability checks below cannot race another push (PostgreSQL; SQLite
-            # serialises all writers anyway).
-            repo = await require_repository(session, registry_id, repository, for_update=True)
-            blob_sizes = await self._check_references(session, registry_id, repository, parsed)
+            # Pushes into one repository run side by side (PostgreSQL; SQLite serialises
+            # all writers anyway): the shared repository lock only keeps out deletion and
+            # settings changes, and pushes of one tag queue on that tag's lock, so the tag
+            # and immutability checks below cannot race.
+            repo = await require_repository(session, registry_id, repository, for_share=True)
+            if tag is not None:
+                await session.lock_tag(registry_id, repository, tag)
+            layers = await self._check_references(session, registry_id, repository, parsed)
+            blob_sizes = {digest: layer.size_bytes for digest, layer in layers.items()}
             existing = await session.get_image(registry_id, repository, parsed.digest)
             current_digest = (
                 await session.digest_for_tag(registry_id, repository, tag) if tag else None
@@ -207,10 +223,7 @@ class ImageService:
                 )
             if existing is None:
                 if repo.image_count >= MAX_IMAGES_PER_REPOSITORY:
-                    raise LimitExceededError(
-                        f"The repository '{repository}' already holds the maximum of "
-                        f"{MAX_IMAGES_PER_REPOSITORY} images."
-                    )
+                    raise _too_many_images(repository)
                 image = ImageRecord(
                     registry_id=registry_id,
                     repository_name=repository,
@@ -225,7 +238,20 @@ class ImageService:
                     subject_digest=parsed.subject.digest if parsed.subject else None,
                     artifact_type=parsed.artifact_type,
                 )
-                await session.insert_image(image)
+                try:
+                    await session.insert_image(image)
+                    inserted = True
+                except DuplicateKeyError:
+                    # The same manifest, pushed under another tag (or none) at this moment
+                    # and committed first: tag that image.
+                    pushed_meanwhile = await session.get_image(
+                        registry_id, repository, parsed.digest
+                    )
+                    assert pushed_meanwhile is not None
+                    image, inserted = pushed_meanwhile, False
+            else:
+                image, inserted = existing, False
+            if inserted:
                 # Non-distributable layers live elsewhere: only stored blobs are referenced.
                 references = [
                     (digest, False)
@@ -239,13 +265,13 @@ class ImageService:
                 # Uploads do not say what a blob is; the manifest does (for
                 # BatchCheckLayerAvailability's mediaType).
                 descriptors = (*([parsed.config] if parsed.config else []), *parsed.layers)
-                await session.remember_layer_media_types(
-                    registry_id,
-                    repository,
-                    {d.digest: d.media_type for d in descriptors if d.digest in blob_sizes},
-                )
-            else:
-                image = existing
+                untyped = {
+                    d.digest: d.media_type
+                    for d in descriptors
+                    if d.digest in layers and layers[d.digest].media_type is None
+                }
+                if untyped:
+                    await session.remember_layer_media_types(registry_id, repository, untyped)
             if tag is not None:
                 if await session.count_tags(registry_id, repository, parsed.digest) >= (
                     MAX_TAGS_PER_IMAGE
@@ -255,6 +281,12 @@ class ImageService:
                         f"{MAX_TAGS_PER_IMAGE} tags."
                     )
                 await session.set_tag(registry_id, repository, tag, parsed.digest, now)
+            # Last, as it locks the repository row until the commit (see change_image_count).
+            if inserted and (
+                await session.change_image_count(registry_id, repository, +1)
+                > MAX_IMAGES_PER_REPOSITORY
+            ):
+                raise _too_many_images(repository)
         self._store.note_changes(1)
         return image
 
@@ -264,10 +296,10 @@ class ImageService:
         registry_id: str,
         repository: str,
         parsed: ParsedManifest,
-    ) -> dict[str, int]:
+    ) -> dict[str, LayerRecord]:
         """Checks that everything the manifest needs is in the repository.
 
-        Returns the stored sizes of the manifest's blobs (schema 1 manifests record none).
+        Returns the manifest's blobs as linked into the repository.
         Non-distributable ("foreign") layers are not required, as in every registry.
         """
         required = list(parsed.required_blob_digests)
@@ -290,7 +322,7 @@ class ImageService:
                     f"exist in the repository with name '{repository}' in registry with id "
                     f"'{registry_id}'"
                 )
-        return {digest: layer.size_bytes for digest, layer in found.items()}
+        return found
 
     async def _image_size(
         self,

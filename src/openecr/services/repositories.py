@@ -73,9 +73,16 @@ def check_registry_access(caller: CallerContext, registry_id: str | None) -> str
 
 
 async def require_repository(
-    session: MetadataSession, registry_id: str, name: str, *, for_update: bool = False
+    session: MetadataSession,
+    registry_id: str,
+    name: str,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
 ) -> RepositoryRecord:
-    repository = await session.get_repository(registry_id, name, for_update=for_update)
+    repository = await session.get_repository(
+        registry_id, name, for_update=for_update, for_share=for_share
+    )
     if repository is None:
         raise RepositoryNotFoundError(
             f"The repository with name '{name}' does not exist in the registry with id "

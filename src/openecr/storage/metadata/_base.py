@@ -1,17 +1,36 @@
-"""What every group of metadata queries builds on."""
+"""What every group of metadata queries builds on.
+
+Queries are written once, as SQLAlchemy Core statements, and compiled once per database
+dialect into plain SQL. They run straight on the driver (sqlite3 or asyncpg) rather than
+through SQLAlchemy's execution layer: for the small indexed queries of the API, that layer
+cost several times the query itself (on PostgreSQL about 250 µs of Python per statement
+against 40 µs for asyncpg alone), and a push runs a dozen of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import fields
-from typing import Any, TypeVar
+import collections
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 
-__all__ = ["DuplicateKeyError", "QueryBase", "cached", "record_from_row", "select_records"]
+__all__ = [
+    "DatabaseConnection",
+    "DuplicateKeyError",
+    "PostgresConnection",
+    "QueryBase",
+    "Rows",
+    "SqliteConnection",
+    "cached",
+    "record_from_row",
+    "select_records",
+]
 
 
 class DuplicateKeyError(Exception):
@@ -29,11 +48,14 @@ def select_records(table: sa.Table, cls: type[Any]) -> sa.Select[Any]:
     return sa.select(*columns)
 
 
-def record_from_row(cls: type[Any], row: Row[Any]) -> Any:
+def record_from_row(cls: type[Any], row: Sequence[Any]) -> Any:
     return cls(*row)
 
 
 _STATEMENTS: dict[str, Any] = {}
+# ids of the statements above: they live as long as the process, so an id is never reused
+# and can key their compiled forms.
+_LONG_LIVED: set[int] = set()
 
 StatementT = TypeVar("StatementT", bound=sa.Executable)
 
@@ -41,30 +63,211 @@ StatementT = TypeVar("StatementT", bound=sa.Executable)
 def cached(key: str, build: Callable[[], StatementT]) -> StatementT:
     """The statement built once under ``key``, with ``bindparam`` placeholders for values.
 
-    Building a SQLAlchemy statement and its cache key costs far more than running a small
+    Building a SQLAlchemy statement and compiling it costs far more than running a small
     indexed query (about 250 µs against 40 µs on SQLite here), so the hot queries build
-    theirs once and pass the values as parameters.
+    theirs once, are compiled once per dialect, and pass the values as parameters.
     """
     statement = _STATEMENTS.get(key)
     if statement is None:
         statement = _STATEMENTS[key] = build()
+        _LONG_LIVED.add(id(statement))
     return statement
 
 
-class QueryBase:
-    """Runs statements on an async (PostgreSQL) or a synchronous (SQLite) connection."""
+class Rows:
+    """The outcome of one statement: its rows (tuples that also name their columns) and,
+    for INSERT/UPDATE/DELETE, how many rows it changed."""
 
-    def __init__(self, connection: AsyncConnection | Connection) -> None:
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Any:
+        return iter(self.rows)
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+    def scalars(self) -> list[Any]:
+        return [row[0] for row in self.rows]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """A statement compiled for one dialect, with what it takes to run it and read rows."""
+
+    compiled: sa.Compiled
+    sql: str
+    expanding: bool  # has IN lists whose length is only known per call
+    bind_processors: dict[str, Callable[[Any], Any]]
+    row_class: Any  # a namedtuple class, or None when the statement returns no rows
+    result_processors: tuple[Callable[[Any], Any] | None, ...] | None
+
+    def positional(self, parameters: dict[str, Any] | None) -> tuple[str, list[Any]]:
+        """The SQL to send (IN lists expanded) and its parameter values in order."""
+        compiled: Any = self.compiled
+        values = compiled.construct_params(parameters)
+        sql, names, processors = self.sql, compiled.positiontup or (), self.bind_processors
+        if self.expanding:
+            expanded = compiled._process_parameters_for_postcompile(values)
+            sql, names, values = expanded.statement, expanded.positiontup, expanded.parameters
+            processors = expanded.processors
+        if not processors:
+            return sql, [values[name] for name in names]
+        return sql, [
+            processors[name](values[name]) if name in processors else values[name] for name in names
+        ]
+
+    def rows(self, raw_rows: Sequence[Any]) -> list[Any]:
+        if self.row_class is None:
+            return []
+        make = self.row_class._make
+        processors = self.result_processors
+        if processors is None:
+            return [make(row) for row in raw_rows]
+        return [
+            make(
+                value if process is None else process(value)
+                for process, value in zip(processors, row, strict=True)
+            )
+            for row in raw_rows
+        ]
+
+
+_PLANS: dict[tuple[int, str, tuple[str, ...] | None], _Plan] = {}
+
+
+# namedtuple's field names are only known at run time here.
+_row_class_factory: Any = collections.namedtuple
+
+
+def _plan(statement: sa.Executable, dialect: Dialect, column_keys: tuple[str, ...] | None) -> _Plan:
+    key = (id(statement), dialect.name, column_keys)
+    long_lived = id(statement) in _LONG_LIVED
+    if long_lived:
+        plan = _PLANS.get(key)
+        if plan is not None:
+            return plan
+    # As SQLAlchemy itself does, the parameter names decide an INSERT's or UPDATE's columns.
+    compiled: Any = statement.compile(  # type: ignore[attr-defined]
+        dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None
+    )
+    result_columns = getattr(compiled, "_result_columns", None) or []
+    row_class = None
+    processors = None
+    if result_columns:
+        row_class = _row_class_factory(
+            "Row", [entry.keyname for entry in result_columns], rename=True
+        )
+        # asyncpg decodes every column type used here to its Python type; sqlite3 leaves
+        # some to SQLAlchemy (booleans arrive as 0 and 1).
+        if dialect.name == "sqlite":
+            found = tuple(
+                entry.type._cached_result_processor(dialect, None) for entry in result_columns
+            )
+            processors = found if any(p is not None for p in found) else None
+    plan = _Plan(
+        compiled=compiled,
+        sql=compiled.string,
+        expanding=bool(getattr(compiled, "post_compile_params", None)),
+        bind_processors=dict(getattr(compiled, "_bind_processors", None) or {}),
+        row_class=row_class,
+        result_processors=processors,
+    )
+    if long_lived:
+        _PLANS[key] = plan
+    return plan
+
+
+class DatabaseConnection(Protocol):
+    """One driver connection, inside the transaction ``MetadataStore`` opened on it."""
+
+    dialect: Dialect
+
+    async def run(
+        self, sql: str, parameters: list[Any], returns_rows: bool
+    ) -> tuple[Sequence[Any], int]: ...
+
+    async def run_many(self, sql: str, parameters: list[list[Any]]) -> None: ...
+
+
+class SqliteConnection:
+    """A sqlite3 connection. Its statements run inline on the event loop: SQLite answers
+    the small indexed queries of the API in microseconds, far less than handing each one
+    to a worker thread would cost."""
+
+    dialect: Dialect
+
+    def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
+        self._connection = connection
+        self.dialect = dialect
+
+    async def run(
+        self, sql: str, parameters: list[Any], returns_rows: bool
+    ) -> tuple[Sequence[Any], int]:
+        cursor = self._connection.execute(sql, parameters)
+        try:
+            return (cursor.fetchall() if returns_rows else ()), cursor.rowcount
+        finally:
+            cursor.close()
+
+    async def run_many(self, sql: str, parameters: list[list[Any]]) -> None:
+        self._connection.executemany(sql, parameters).close()
+
+
+class PostgresConnection:
+    """An asyncpg connection."""
+
+    dialect: Dialect
+
+    def __init__(self, connection: asyncpg.Connection, dialect: Dialect) -> None:
+        self._connection = connection
+        self.dialect = dialect
+
+    async def run(
+        self, sql: str, parameters: list[Any], returns_rows: bool
+    ) -> tuple[Sequence[Any], int]:
+        if returns_rows:
+            return await self._connection.fetch(sql, *parameters), 0
+        status = await self._connection.execute(sql, *parameters)
+        # The command tag ends with the row count: "UPDATE 3", "DELETE 0", "INSERT 0 1".
+        count = status.rpartition(" ")[2]
+        return (), int(count) if count.isdigit() else 0
+
+    async def run_many(self, sql: str, parameters: list[list[Any]]) -> None:
+        await self._connection.executemany(sql, parameters)
+
+
+_INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
+
+
+class QueryBase:
+    """Runs compiled statements on one connection of either backend."""
+
+    def __init__(self, connection: DatabaseConnection) -> None:
         self._conn = connection
 
     async def _execute(
         self,
         statement: sa.Executable,
         parameters: dict[str, Any] | list[dict[str, Any]] | None = None,
-    ) -> sa.CursorResult[Any]:
-        if isinstance(self._conn, Connection):
-            return self._conn.execute(statement, parameters)
-        return await self._conn.execute(statement, parameters)
+    ) -> Rows:
+        dialect = self._conn.dialect
+        if isinstance(parameters, list):
+            if not parameters:
+                return Rows([], 0)
+            plan = _plan(statement, dialect, tuple(sorted(parameters[0])))
+            await self._conn.run_many(plan.sql, [plan.positional(each)[1] for each in parameters])
+            return Rows([], len(parameters))
+        plan = _plan(statement, dialect, tuple(sorted(parameters)) if parameters else None)
+        sql, values = plan.positional(parameters)
+        raw_rows, rowcount = await self._conn.run(sql, values, plan.row_class is not None)
+        return Rows(plan.rows(raw_rows), rowcount)
 
     async def _scalar(
         self, statement: sa.Executable, parameters: dict[str, Any] | None = None
@@ -72,15 +275,18 @@ class QueryBase:
         return (await self._execute(statement, parameters)).scalar()
 
     async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
-        statement = cached(f"insert:{table.name}", table.insert)
+        """Inserts one row; ``DuplicateKeyError`` if its key exists. The conflict is
+        skipped by the statement itself, so the transaction stays usable (PostgreSQL would
+        otherwise abort it) without the two round trips of a savepoint."""
+        dialect = self._conn.dialect.name
+        module = postgresql if dialect == "postgresql" else sqlite
+        statement = cached(
+            f"insert:{table.name}:{dialect}",
+            lambda: module.insert(table).on_conflict_do_nothing(),
+        )
         try:
-            if isinstance(self._conn, Connection):
-                # SQLite rolls back only the failed statement, so no savepoint is needed
-                # (and pysqlite's savepoint support is unreliable).
-                self._conn.execute(statement, values)
-            else:
-                # PostgreSQL aborts the whole transaction on an error, hence the savepoint.
-                async with self._conn.begin_nested():
-                    await self._conn.execute(statement, values)
-        except IntegrityError as exc:
-            raise DuplicateKeyError(str(exc.orig)) from None
+            inserted = await self._execute(statement, values)
+        except _INTEGRITY_ERRORS as exc:
+            raise DuplicateKeyError(str(exc)) from None
+        if inserted.rowcount == 0:
+            raise DuplicateKeyError(f"duplicate key in {table.name}")

@@ -25,6 +25,9 @@ from openecr.storage.metadata.records import (
 
 __all__ = ["ImageQueries"]
 
+# Advisory lock keys are (namespace, hash of name); this namespace holds the tag locks.
+_TAG_LOCK_NAMESPACE = 7301947
+
 
 def _in_repository(table: sa.Table, registry_id: str, repository: str) -> sa.ColumnElement[bool]:
     return sa.and_(table.c.registry_id == registry_id, table.c.repository_name == repository)
@@ -179,9 +182,13 @@ class ImageQueries(QueryBase):
                 "artifact_type": image.artifact_type,
             },
         )
-        await self._count_image(image.registry_id, image.repository_name, +1)
 
-    async def _count_image(self, registry_id: str, repository: str, change: int) -> None:
+    async def change_image_count(self, registry_id: str, repository: str, change: int) -> int:
+        """Adds ``change`` to the repository's image count and returns the new count.
+
+        The update locks the repository row until the transaction ends, so pushes call this
+        last, just before their commit, to keep concurrent pushes apart only briefly.
+        """
         statement = cached(
             "count_image",
             lambda: (
@@ -192,10 +199,28 @@ class ImageQueries(QueryBase):
                     t.repositories.c.name == sa.bindparam("in_repository"),
                 )
                 .values(image_count=t.repositories.c.image_count + sa.bindparam("change"))
+                .returning(t.repositories.c.image_count)
             ),
         )
         parameters = {"in_registry": registry_id, "in_repository": repository, "change": change}
-        await self._execute(statement, parameters)
+        return int(await self._scalar(statement, parameters) or 0)
+
+    async def lock_tag(self, registry_id: str, repository: str, tag: str) -> None:
+        """Serialises the writers of one tag until the transaction ends (PostgreSQL; on
+        SQLite every writer is serialised already)."""
+        if self._conn.dialect.name != "postgresql":
+            return
+        statement = cached(
+            "lock_tag",
+            lambda: sa.select(
+                sa.func.pg_advisory_xact_lock(
+                    sa.bindparam("namespace", type_=sa.Integer),
+                    sa.func.hashtext(sa.bindparam("name", type_=sa.Text)),
+                )
+            ),
+        )
+        name = f"tag:{registry_id}/{repository}:{tag}"
+        await self._execute(statement, {"namespace": _TAG_LOCK_NAMESPACE, "name": name})
 
     async def set_tag(
         self, registry_id: str, repository: str, tag: str, digest: str, now: float
@@ -276,7 +301,7 @@ class ImageQueries(QueryBase):
             )
         )
         if deleted.rowcount:
-            await self._count_image(registry_id, repository, -deleted.rowcount)
+            await self.change_image_count(registry_id, repository, -deleted.rowcount)
 
     async def add_image_references(
         self,

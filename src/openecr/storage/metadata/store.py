@@ -1,7 +1,8 @@
 """The metadata store: one interface over SQLite (embedded default) and PostgreSQL.
 
-Both backends run the same SQLAlchemy Core queries; they differ only in how the engine is
-built and how write transactions are serialised:
+Both backends run the same SQLAlchemy Core queries, compiled once per dialect and sent
+straight to the driver (see ``_base``); they differ in how connections are pooled and how
+write transactions are serialised:
 
 * SQLite allows one writer at a time. Instead of letting concurrent writers collide and
   retry on ``SQLITE_BUSY``, one process serialises its write transactions with an asyncio
@@ -24,14 +25,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from openecr.storage.metadata import _schema as t
 from openecr.storage.metadata._base import (
     DuplicateKeyError,
+    PostgresConnection,
+    SqliteConnection,
     cached,
     record_from_row,
     select_records,
@@ -77,9 +82,8 @@ def _apply_migrations(connection: Connection) -> None:
 class MetadataSession(ImageQueries):
     """One transaction's view of the metadata. Obtained from ``MetadataStore.read/write``.
 
-    It runs on an async connection (PostgreSQL through asyncpg) or on a synchronous one
-    (SQLite): SQLite answers the small indexed queries of the API in microseconds, far
-    less than handing each one to a worker thread would cost, so they run inline.
+    It runs on an asyncpg connection (PostgreSQL) or on a sqlite3 one, whose statements
+    run inline on the event loop (see ``SqliteConnection``).
     """
 
     async def ping(self) -> None:
@@ -159,16 +163,23 @@ class MetadataSession(ImageQueries):
         await self._insert(t.repositories, asdict(repository))
 
     async def get_repository(
-        self, registry_id: str, name: str, *, for_update: bool = False
+        self, registry_id: str, name: str, *, for_update: bool = False, for_share: bool = False
     ) -> RepositoryRecord | None:
+        """The repository, optionally locked until the transaction ends (PostgreSQL; SQLite
+        has one writer anyway): ``for_update`` excludes every other locker, ``for_share``
+        only those that update it, so pushes into one repository run side by side while a
+        deletion or a settings change waits for them, and they for it."""
+
         def build() -> sa.Select[Any]:
             query = select_records(t.repositories, RepositoryRecord).where(
                 t.repositories.c.registry_id == sa.bindparam("registry_id"),
                 t.repositories.c.name == sa.bindparam("name"),
             )
-            return query.with_for_update() if for_update else query
+            if for_update:
+                return query.with_for_update()
+            return query.with_for_update(read=True, key_share=True) if for_share else query
 
-        statement = cached(f"get_repository:{for_update}", build)
+        statement = cached(f"get_repository:{for_update}:{for_share}", build)
         row = (await self._execute(statement, {"registry_id": registry_id, "name": name})).first()
         return None if row is None else record_from_row(RepositoryRecord, row)
 
@@ -382,8 +393,17 @@ class MetadataSession(ImageQueries):
 class MetadataStore:
     """Opens the database, applies migrations, and hands out transactions."""
 
-    def __init__(self, engine: AsyncEngine | Engine, wal_path: Path | None = None) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        *,
+        sqlite_engine: Engine | None = None,
+        postgres_pool: asyncpg.Pool | None = None,
+        dialect: Dialect,
+        wal_path: Path | None = None,
+    ) -> None:
+        self._sqlite = sqlite_engine
+        self._postgres = postgres_pool
+        self._dialect = dialect
         # SQLite: other processes on the same file (an `openecr gc` beside the server) are
         # excluded by file locks in this directory.
         self._lock_dir = wal_path.parent / "locks" if wal_path is not None else None
@@ -396,7 +416,7 @@ class MetadataStore:
 
     @property
     def backend(self) -> str:
-        return self._engine.dialect.name
+        return self._dialect.name
 
     @classmethod
     async def open(cls, url: str) -> MetadataStore:
@@ -411,20 +431,37 @@ class MetadataStore:
             event.listen(sync_engine, "connect", _configure_sqlite_connection)
             with sync_engine.begin() as sync_conn:
                 _apply_migrations(sync_conn)
-            return cls(sync_engine, wal_path=database.with_name(database.name + "-wal"))
-        engine = create_async_engine(to_async_url(url), pool_size=10, max_overflow=20)
-        async with engine.begin() as conn:
-            # Replicas starting together must not run the migrations twice.
-            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301946)"))
-            await conn.run_sync(_apply_migrations)
-        return cls(engine)
+            return cls(
+                sqlite_engine=sync_engine,
+                dialect=sync_engine.dialect,
+                wal_path=database.with_name(database.name + "-wal"),
+            )
+        # Migrations run through SQLAlchemy (Alembic needs it); the queries then go
+        # straight to an asyncpg pool.
+        engine = create_async_engine(to_async_url(url), poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                # Replicas starting together must not run the migrations twice.
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(7301946)"))
+                await conn.run_sync(_apply_migrations)
+        finally:
+            await engine.dispose()
+        pool = await asyncpg.create_pool(
+            _asyncpg_dsn(url),
+            min_size=2,
+            max_size=30,
+            max_queries=1_000_000,
+            statement_cache_size=1024,
+            reset=_end_open_transaction,
+        )
+        return cls(postgres_pool=pool, dialect=engine.dialect)
 
     def note_changes(self, rows: int) -> None:
         """Counts changed rows; after many, refreshes the planner statistics in the
         background, as autovacuum would (it may be off, and 10 minutes is long for a
         repository that just received thousands of images)."""
         self._changed_rows += rows
-        if self._changed_rows < _ANALYZE_AFTER_CHANGES or not isinstance(self._engine, AsyncEngine):
+        if self._changed_rows < _ANALYZE_AFTER_CHANGES or self._postgres is None:
             return
         if self._analyze_task is None or self._analyze_task.done():
             self._changed_rows = 0
@@ -437,50 +474,52 @@ class MetadataStore:
         with autovacuum off, or a table that grew since) it picked nested loops that made
         ListImages 200 times slower. The scheduler runs this regularly, as does start-up.
         """
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.connect() as conn:
-                await conn.execute(sa.text("ANALYZE"))
-                await conn.commit()
-        else:
-            async with self._write_lock:
-                with self._engine.connect() as sync_conn:
-                    sync_conn.execute(sa.text("PRAGMA optimize"))
-                    sync_conn.commit()
+        if self._postgres is not None:
+            async with self._postgres.acquire() as conn:
+                await conn.execute("ANALYZE")
+            return
+        assert self._sqlite is not None
+        async with self._write_lock:
+            with self._sqlite.connect() as sync_conn:
+                sync_conn.execute(sa.text("PRAGMA optimize"))
+                sync_conn.commit()
 
     async def close(self) -> None:
-        if isinstance(self._engine, AsyncEngine):
-            await self._engine.dispose()
-        else:
-            self._engine.dispose()
+        if self._postgres is not None:
+            await self._postgres.close()
+        if self._sqlite is not None:
+            self._sqlite.dispose()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[MetadataSession]:
-        """A read-only snapshot (never blocks writers on PostgreSQL or SQLite WAL)."""
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.connect() as conn:
-                yield MetadataSession(conn)
-                await conn.rollback()
-        else:
-            with self._engine.connect() as sync_conn:
-                yield MetadataSession(sync_conn)
-                sync_conn.rollback()
+        """Reads that never block writers. Each statement sees the data committed when it
+        starts, as in a READ COMMITTED transaction, without the round trips of one."""
+        if self._postgres is not None:
+            async with self._postgres.acquire() as conn:
+                yield MetadataSession(PostgresConnection(conn, self._dialect))
+            return
+        assert self._sqlite is not None
+        with self._sqlite.connect() as sync_conn:
+            yield MetadataSession(_sqlite_connection(sync_conn, self._dialect))
+            sync_conn.rollback()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[MetadataSession]:
         """A read-write transaction, committed when the block exits without an error."""
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.begin() as conn:
-                yield MetadataSession(conn)
+        if self._postgres is not None:
+            async with self._postgres.acquire() as conn, conn.transaction():
+                yield MetadataSession(PostgresConnection(conn, self._dialect))
             return
+        assert self._sqlite is not None
         # SQLite has one writer at a time: serialise them here instead of colliding on
         # SQLITE_BUSY. The commit itself writes the WAL without an fsync; the block only
         # ends once a (shared) fsync has made it durable, so the caller acknowledges
         # nothing that a power loss could take back.
         async with self._write_lock:
-            with self._engine.connect() as sync_conn:
+            with self._sqlite.connect() as sync_conn:
                 transaction = sync_conn.begin()
                 try:
-                    yield MetadataSession(sync_conn)
+                    yield MetadataSession(_sqlite_connection(sync_conn, self._dialect))
                 except BaseException:
                     transaction.rollback()
                     raise
@@ -494,19 +533,12 @@ class MetadataStore:
 
         Used to serialise the few things that must not interleave on one blob (publishing
         or linking it, and garbage-collecting it). PostgreSQL: a session advisory lock,
-        released when the holder finishes or its connection dies. SQLite: the database
-        belongs to one process, so an in-process lock suffices.
+        released when the holder finishes or its connection dies. SQLite: an in-process
+        lock plus a file lock for other processes on the same data directory.
         """
-        if isinstance(self._engine, AsyncEngine):
-            async with self._engine.connect() as conn:
-                key = sa.func.hashtext(name)
-                await conn.execute(sa.select(sa.func.pg_advisory_lock(_LOCK_NAMESPACE, key)))
-                await conn.commit()
-                try:
-                    yield
-                finally:
-                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_NAMESPACE, key)))
-                    await conn.commit()
+        if self._postgres is not None:
+            async with _advisory_lock(self._postgres, name, wait=True):
+                yield
             return
         lock = self._local_locks.setdefault(name, asyncio.Lock())
         self._local_lock_users[name] = self._local_lock_users.get(name, 0) + 1
@@ -530,26 +562,64 @@ class MetadataStore:
     async def try_job_lock(self, job: str) -> AsyncIterator[bool]:
         """Yields True to the one process (of all sharing the database) that may run ``job``
         now; a holder that dies releases it with its connection."""
-        if not isinstance(self._engine, AsyncEngine):
-            lock = self._local_locks.setdefault(f"job:{job}", asyncio.Lock())
-            if lock.locked():
-                yield False
-                return
-            async with lock, _file_lock(self._lock_file(f"job:{job}"), wait=False) as held:
-                yield held
-            return
-        async with self._engine.connect() as conn:
-            key = sa.func.hashtext(f"job:{job}")
-            acquired = bool(
-                await conn.scalar(sa.select(sa.func.pg_try_advisory_lock(_LOCK_NAMESPACE, key)))
-            )
-            await conn.commit()
-            try:
+        if self._postgres is not None:
+            async with _advisory_lock(self._postgres, f"job:{job}", wait=False) as acquired:
                 yield acquired
-            finally:
-                if acquired:
-                    await conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_NAMESPACE, key)))
-                    await conn.commit()
+            return
+        lock = self._local_locks.setdefault(f"job:{job}", asyncio.Lock())
+        if lock.locked():
+            yield False
+            return
+        async with lock, _file_lock(self._lock_file(f"job:{job}"), wait=False) as held:
+            yield held
+
+
+def _sqlite_connection(sync_conn: Connection, dialect: Dialect) -> SqliteConnection:
+    driver_connection = sync_conn.connection.driver_connection
+    assert driver_connection is not None
+    return SqliteConnection(driver_connection, dialect)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    """asyncpg takes postgresql:// URLs; a SQLAlchemy driver suffix is dropped."""
+    scheme, _, rest = url.partition("://")
+    return f"postgresql://{rest}" if scheme.split("+")[0] in ("postgresql", "postgres") else url
+
+
+async def _end_open_transaction(conn: asyncpg.Connection) -> None:
+    """Run on a connection going back to the pool, instead of asyncpg's full reset (a
+    round trip on every release): the store ends its transactions and releases its
+    advisory locks itself, so only a transaction left open by an error needs ending."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
+@asynccontextmanager
+async def _advisory_lock(pool: asyncpg.Pool, name: str, *, wait: bool) -> AsyncIterator[bool]:
+    """A PostgreSQL session advisory lock on ``name``, held by one pooled connection."""
+    async with pool.acquire() as conn:
+        if wait:
+            await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", _LOCK_NAMESPACE, name)
+            acquired = True
+        else:
+            acquired = bool(
+                await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_NAMESPACE, name
+                )
+            )
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                try:
+                    await conn.execute(
+                        "SELECT pg_advisory_unlock($1, hashtext($2))", _LOCK_NAMESPACE, name
+                    )
+                except BaseException:
+                    # A connection that may still hold the lock must not go back to the
+                    # pool: closing it releases the lock.
+                    conn.terminate()
+                    raise
 
 
 @asynccontextmanager
