@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import msgspec
 from aiohttp import ClientConnectionResetError, web
 
 from openecr.errors import ECRError, RepositoryNotFoundError
@@ -286,7 +287,9 @@ async def list_tags(
         tags = tags[:n]
         if tags:
             headers = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
-    return web.json_response({"name": name, "tags": tags}, headers=headers)
+    # msgspec encodes a long listing several times faster than the json module.
+    body = msgspec.json.encode({"name": name, "tags": tags})
+    return web.Response(body=body, content_type="application/json", headers=headers)
 
 
 async def referrers(

@@ -264,7 +264,7 @@ class QueryBase:
             plan = _plan(statement, dialect, tuple(sorted(parameters[0])))
             await self._conn.run_many(plan.sql, [plan.positional(each)[1] for each in parameters])
             return Rows([], len(parameters))
-        plan = _plan(statement, dialect, tuple(sorted(parameters)) if parameters else None)
+        plan = _plan(statement, dialect, tuple(sorted(parameters or ())) or None)
         sql, values = plan.positional(parameters)
         raw_rows, rowcount = await self._conn.run(sql, values, plan.row_class is not None)
         return Rows(plan.rows(raw_rows), rowcount)
@@ -273,6 +273,18 @@ class QueryBase:
         self, statement: sa.Executable, parameters: dict[str, Any] | None = None
     ) -> Any:
         return (await self._execute(statement, parameters)).scalar()
+
+    async def _scalars(
+        self, statement: sa.Executable, parameters: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """The first column of every row, without building row objects (long listings)."""
+        plan = _plan(statement, self._conn.dialect, tuple(sorted(parameters or ())) or None)
+        sql, values = plan.positional(parameters)
+        raw_rows, _ = await self._conn.run(sql, values, True)
+        if plan.result_processors is not None and plan.result_processors[0] is not None:
+            process = plan.result_processors[0]
+            return [process(row[0]) for row in raw_rows]
+        return [row[0] for row in raw_rows]
 
     async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
         """Inserts one row; ``DuplicateKeyError`` if its key exists. The conflict is

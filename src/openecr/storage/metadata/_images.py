@@ -25,6 +25,8 @@ from openecr.storage.metadata.records import (
 
 __all__ = ["ImageQueries"]
 
+_NO_LIMIT = 2**31 - 1
+
 # Advisory lock keys are (namespace, hash of name); this namespace holds the tag locks.
 _TAG_LOCK_NAMESPACE = 7301947
 
@@ -447,15 +449,28 @@ class ImageQueries(QueryBase):
     async def list_tags(
         self, registry_id: str, repository: str, *, after: str | None, limit: int | None
     ) -> list[str]:
-        query = sa.select(t.image_tags.c.tag).where(
-            _in_repository(t.image_tags, registry_id, repository)
+        """Tags in lexical order, those after ``after`` (a tag is never empty, so "" starts
+        at the first), at most ``limit``."""
+        statement = cached(
+            "list_tags",
+            lambda: (
+                sa.select(t.image_tags.c.tag)
+                .where(
+                    _in_bound_repository(t.image_tags),
+                    t.image_tags.c.tag > sa.bindparam("after"),
+                )
+                .order_by(t.image_tags.c.tag)
+                .limit(sa.bindparam("limit", type_=sa.Integer))
+            ),
         )
-        if after is not None:
-            query = query.where(t.image_tags.c.tag > after)
-        query = query.order_by(t.image_tags.c.tag)
-        if limit is not None:
-            query = query.limit(limit)
-        return [row.tag for row in await self._execute(query)]
+        parameters = {
+            "registry_id": registry_id,
+            "repository": repository,
+            "after": after or "",
+            # A LIMIT beyond any repository's tag count (it is an int4 on PostgreSQL).
+            "limit": _NO_LIMIT if limit is None else limit,
+        }
+        return await self._scalars(statement, parameters)
 
     async def list_referrers(
         self, registry_id: str, repository: str, subject_digest: str
