@@ -723,6 +723,22 @@ def test_blob_etag_is_the_same_for_head_and_get(registry: Registry, repo: str) -
     assert cached.status_code == 304
 
 
+@pytest.mark.parametrize("size", [1000, 300 * 1024], ids=["small", "large"])
+def test_blob_conditions_use_the_etag_the_registry_sent(
+    registry: Registry, repo: str, size: int
+) -> None:
+    data = os.urandom(size)
+    digest = sha256(data)
+    registry.upload_blob(repo, data)
+    path = f"/v2/{repo}/blobs/{digest}"
+    etag = registry.http.head(path).headers["ETag"]
+    assert registry.http.get(path, headers={"If-Match": etag}).content == data
+    assert registry.http.get(path, headers={"If-Match": '"other"'}).status_code == 412
+    assert registry.http.get(path, headers={"If-None-Match": '"other", ' + etag}).status_code == 304
+    assert registry.http.get(path, headers={"If-None-Match": '"other"'}).content == data
+    assert registry.http.get(path, headers={"Range": "bytes=10-19"}).content == data[10:20]
+
+
 def test_delete_of_an_unreferenced_blob(registry: Registry, repo: str) -> None:
     data = os.urandom(1000)
     digest = sha256(data)

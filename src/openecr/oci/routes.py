@@ -11,6 +11,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 _CHUNK = 1024 * 1024
+# Blobs up to this size are answered from memory (see _small_local_blob)...
+_INLINE_BLOB_BYTES = 64 * 1024
+# ...unless the request asks for a part or has a date condition: FileResponse handles those.
+_CONDITIONAL_HEADERS = ("Range", "If-Range", "If-Modified-Since", "If-Unmodified-Since")
 _REDIRECT_SECONDS = 900  # lifetime of a presigned S3 URL handed to a pulling client
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?")
 _NAME = r"{name:[a-z0-9][a-z0-9._/-]*}"
@@ -354,12 +359,46 @@ async def get_blob(
         return web.Response(status=307, headers={**headers, "Location": redirect})
     path = services.blobs.local_path(digest)
     if path is not None:
+        if layer.size_bytes <= _INLINE_BLOB_BYTES and not any(
+            name in request.headers for name in _CONDITIONAL_HEADERS
+        ):
+            return _small_local_blob(request, path, digest, headers)
         if not path.exists():
             raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}")
         # FileResponse answers GET and HEAD alike (same ETag and Content-Length), streams
         # with sendfile, and answers Range and conditional requests itself.
         return web.FileResponse(path, chunk_size=_CHUNK, headers=headers)
     return await _stream_blob(request, services, digest, layer.size_bytes, headers)
+
+
+def _small_local_blob(
+    request: web.Request, path: Path, digest: str, headers: dict[str, str]
+) -> web.Response:
+    """A small blob (config, tiny layer) read whole on the event loop: from the page cache
+    that takes microseconds, less than the worker-thread round trips of a FileResponse,
+    and images of many small layers are pulled blob by blob. Its ETag is the digest, and
+    the ETag conditions are answered here."""
+    etag = f'"{digest}"'
+    headers = {**headers, "ETag": etag}
+    if_match = request.headers.get("If-Match")
+    if if_match is not None and not _etag_listed(if_match, etag):
+        return web.Response(status=412, headers=headers)
+    if_none_match = request.headers.get("If-None-Match")
+    if if_none_match is not None and _etag_listed(if_none_match, etag):
+        return web.Response(status=304, headers=headers)
+    try:
+        if request.method == "HEAD":
+            size = path.stat().st_size
+            return web.Response(headers={**headers, "Content-Length": str(size)})
+        return web.Response(body=path.read_bytes(), headers=headers)
+    except FileNotFoundError:
+        raise OCIError("BLOB_UNKNOWN", 404, f"blob unknown to registry: {digest}") from None
+
+
+def _etag_listed(header: str, etag: str) -> bool:
+    """Whether an If-Match / If-None-Match value names ``etag`` (or is ``*``)."""
+    listed = {value.strip().removeprefix("W/") for value in header.split(",")}
+    return "*" in listed or etag in listed
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:

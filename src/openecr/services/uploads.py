@@ -309,5 +309,9 @@ class UploadService:
     ) -> dict[str, LayerRecord]:
         """The given blobs that are linked into the repository (which must exist)."""
         async with self._store.read() as session:
-            await require_repository(session, registry_id, repository)
-            return await session.get_layers(registry_id, repository, digests) if digests else {}
+            found = await session.get_layers(registry_id, repository, digests) if digests else {}
+            # A repository's links go with it (same transaction), so finding every blob
+            # proves it exists; only a miss needs the repository looked up.
+            if len(found) < len(set(digests)) or not digests:
+                await require_repository(session, registry_id, repository)
+            return found
