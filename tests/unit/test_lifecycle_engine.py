@@ -551,6 +551,17 @@ def oracle(policy: LifecyclePolicy, images: list[ImageFacts]) -> dict[str, int]:
     return result
 
 
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_epoch_seconds_decide_as_datetimes_do(case: Case) -> None:
+    as_seconds = [
+        ImageFacts(facts.digest, facts.tags, facts.pushed_at.timestamp())  # type: ignore[union-attr]
+        for facts in case.images
+    ]
+    policy = policy_of(*case.rules)
+    result = evaluate_lifecycle_policy(policy, as_seconds, NOW.timestamp())
+    assert [(e.image.digest, e.rule_priority) for e in result] == case.expired
+
+
 @settings(max_examples=400, deadline=None)
 @given(policy=policies(), images=image_sets())
 def test_engine_agrees_with_the_spec_pseudo_code(

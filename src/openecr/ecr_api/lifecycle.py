@@ -68,11 +68,11 @@ async def get_lifecycle_policy_preview(
         ),
         preview_results=[
             m.LifecyclePolicyPreviewResult(
-                image_tags=r["imageTags"] or None,
-                image_digest=r["imageDigest"],
-                image_pushed_at=r["imagePushedAt"],
+                image_tags=r.image_tags or None,
+                image_digest=r.image_digest,
+                image_pushed_at=r.image_pushed_at,
                 action=m.LifecyclePolicyRuleAction(type="EXPIRE"),
-                applied_rule_priority=r["appliedRulePriority"],
+                applied_rule_priority=r.applied_rule_priority,
             )
             for r in page.results
         ]

@@ -87,16 +87,16 @@ class LifecycleEnforcer:
         dry_run: bool,
     ) -> None:
         now = datetime.now(UTC)
-        results = await expirations_for_repository(
+        expirations = await expirations_for_repository(
             self._store, registry_id, repository, policy, now
         )
-        for result in results:
+        for expiration in expirations:
             expired = ExpiredImage(
                 registry_id,
                 repository,
-                result["imageDigest"],
-                tuple(result["imageTags"]),
-                result["appliedRulePriority"],
+                expiration.image.digest,
+                expiration.image.tags,
+                expiration.rule_priority,
             )
             if not dry_run:
                 outcome = await self._images.expire_if_unchanged(

@@ -20,8 +20,10 @@ Decisions where AWS is silent:
   which is exactly the reverse of the newest-first order above.
 * Age is measured against ``pushed_at`` only; ``last_pulled_at`` is carried for the archive
   count types, which the policy parser rejects (see :mod:`.policy`).
-* All datetimes (``now``, every ``pushed_at``) must be comparable with each other: all
-  timezone-aware, or all naive. Mixing them raises :class:`TypeError`.
+* Times (``now``, every ``pushed_at``) are all datetimes, comparable with each other (all
+  timezone-aware, or all naive: mixing them raises :class:`TypeError`), or all epoch
+  seconds: over a large repository, building a datetime per image costs as much as the
+  evaluation itself.
 * An age so large that ``now`` minus it falls before ``datetime.min`` expires nothing.
 
 Patterns are compiled once per rule and evaluation; the common shapes (``prod``, ``prod*``,
@@ -42,6 +44,8 @@ __all__ = ["Expiration", "ImageFacts", "evaluate_lifecycle_policy"]
 
 _TagTest = Callable[[str], object]
 
+_SECONDS_PER_DAY = 86_400.0
+
 
 @dataclass(frozen=True, slots=True)
 class ImageFacts:
@@ -49,8 +53,8 @@ class ImageFacts:
 
     digest: str
     tags: tuple[str, ...]
-    pushed_at: datetime
-    last_pulled_at: datetime | None = None
+    pushed_at: datetime | float  # a datetime or epoch seconds, as ``now`` is
+    last_pulled_at: datetime | float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,7 @@ class Expiration:
 
 
 def evaluate_lifecycle_policy(
-    policy: LifecyclePolicy, images: Iterable[ImageFacts], now: datetime
+    policy: LifecyclePolicy, images: Iterable[ImageFacts], now: datetime | float
 ) -> list[Expiration]:
     """Return the images ``policy`` expires at ``now``, oldest first.
 
@@ -120,19 +124,26 @@ def _select_tagged(
 
 
 def _candidates(
-    selection: TagSelection, ordered: Sequence[ImageFacts], selected: Sequence[int], now: datetime
+    selection: TagSelection,
+    ordered: Sequence[ImageFacts],
+    selected: Sequence[int],
+    now: datetime | float,
 ) -> Sequence[int]:
     if selection.count_type == "imageCountMoreThan":
         return selected[selection.count_number :]
-    try:
-        cutoff = now - timedelta(days=selection.count_number)
-    except OverflowError:
-        return ()
+    cutoff: datetime | float
+    if isinstance(now, datetime):
+        try:
+            cutoff = now - timedelta(days=selection.count_number)
+        except OverflowError:
+            return ()
+    else:
+        cutoff = now - selection.count_number * _SECONDS_PER_DAY
     # ``selected`` is newest first, so the images older than the cutoff form its tail.
     low, high = 0, len(selected)
     while low < high:
         middle = (low + high) // 2
-        if ordered[selected[middle]].pushed_at < cutoff:
+        if ordered[selected[middle]].pushed_at < cutoff:  # type: ignore[operator]
             high = middle
         else:
             low = middle + 1

@@ -278,13 +278,18 @@ class QueryBase:
         self, statement: sa.Executable, parameters: dict[str, Any] | None = None
     ) -> list[Any]:
         """The first column of every row, without building row objects (long listings)."""
+        return [row[0] for row in await self._plain_rows(statement, parameters)]
+
+    async def _plain_rows(
+        self, statement: sa.Executable, parameters: dict[str, Any] | None = None
+    ) -> Sequence[Sequence[Any]]:
+        """The rows as the driver returns them, indexable by position only: for long
+        listings of columns that need no conversion (text and numbers)."""
         plan = _plan(statement, self._conn.dialect, tuple(sorted(parameters or ())) or None)
+        assert plan.result_processors is None, "these columns need converting: use _execute"
         sql, values = plan.positional(parameters)
         raw_rows, _ = await self._conn.run(sql, values, True)
-        if plan.result_processors is not None and plan.result_processors[0] is not None:
-            process = plan.result_processors[0]
-            return [process(row[0]) for row in raw_rows]
-        return [row[0] for row in raw_rows]
+        return raw_rows
 
     async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
         """Inserts one row; ``DuplicateKeyError`` if its key exists. The conflict is

@@ -146,15 +146,34 @@ class ImageQueries(QueryBase):
 
     async def all_tags(self, registry_id: str, repository: str) -> dict[str, list[str]]:
         """Every tag of the repository, grouped by image digest."""
-        rows = await self._execute(
-            sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
-            .where(_in_repository(t.image_tags, registry_id, repository))
-            .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
+        statement = cached(
+            "all_tags",
+            lambda: (
+                sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
+                .where(_in_bound_repository(t.image_tags))
+                .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
+            ),
         )
+        parameters = {"registry_id": registry_id, "repository": repository}
         result: dict[str, list[str]] = {}
-        for row in rows:
-            result.setdefault(row.digest, []).append(row.tag)
+        for digest, tag in await self._plain_rows(statement, parameters):
+            tags = result.get(digest)
+            if tags is None:
+                result[digest] = [tag]
+            else:
+                tags.append(tag)
         return result
+
+    async def push_times(self, registry_id: str, repository: str) -> Sequence[Sequence[Any]]:
+        """(digest, pushed_at) of every image of the repository, in no particular order."""
+        statement = cached(
+            "push_times",
+            lambda: sa.select(t.images.c.digest, t.images.c.pushed_at).where(
+                _in_bound_repository(t.images)
+            ),
+        )
+        parameters = {"registry_id": registry_id, "repository": repository}
+        return await self._plain_rows(statement, parameters)
 
     async def manifests_referenced_by_indexes(self, registry_id: str, repository: str) -> set[str]:
         rows = await self._execute(
