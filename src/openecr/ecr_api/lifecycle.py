@@ -68,7 +68,7 @@ async def get_lifecycle_policy_preview(
         ),
         preview_results=[
             m.LifecyclePolicyPreviewResult(
-                image_tags=r.image_tags or None,
+                image_tags=list(r.image_tags) or None,
                 image_digest=r.image_digest,
                 image_pushed_at=r.image_pushed_at,
                 action=m.LifecyclePolicyRuleAction(type="EXPIRE"),

@@ -65,10 +65,10 @@ class PreviewPage:
 
 
 class PreviewResult(NamedTuple):
-    """One image a preview expires; stored as a JSON array, the compact form."""
+    """One image a preview expires."""
 
     image_digest: str
-    image_tags: list[str]
+    image_tags: tuple[str, ...]
     image_pushed_at: float
     applied_rule_priority: int
 
@@ -110,26 +110,32 @@ def _expirations(
     return [e for e in expirations if e.image.digest not in protected]
 
 
-def _preview_results(expirations: list[Expiration]) -> tuple[list[PreviewResult], str]:
-    """The results and their stored JSON."""
+# A preview's results as stored (a JSON array per image) and kept decoded: plain tuples,
+# the cheapest to build by the 100,000; PreviewResult names them for the page served.
+_ResultRow = tuple[str, tuple[str, ...], float, int]
+
+
+def _preview_results(expirations: list[Expiration]) -> tuple[list[_ResultRow], str]:
+    """The result rows and their stored JSON."""
     # expirations_for_repository evaluates with epoch seconds.
-    results = [
-        PreviewResult(
-            e.image.digest, list(e.image.tags), cast(float, e.image.pushed_at), e.rule_priority
-        )
+    rows = [
+        (e.image.digest, e.image.tags, cast(float, e.image.pushed_at), e.rule_priority)
         for e in expirations
     ]
-    return results, msgspec.json.encode(results).decode()
+    return rows, msgspec.json.encode(rows).decode()
 
 
-def _decode_results(text: str) -> list[PreviewResult]:
+def _decode_results(text: str) -> list[_ResultRow]:
     try:
-        return msgspec.json.decode(text, type=list[PreviewResult])
+        return msgspec.json.decode(text, type=list[_ResultRow])
     except msgspec.ValidationError:
         # Stored by an earlier version, as objects.
         return [
-            PreviewResult(
-                r["imageDigest"], r["imageTags"], r["imagePushedAt"], r["appliedRulePriority"]
+            (
+                r["imageDigest"],
+                tuple(r["imageTags"]),
+                r["imagePushedAt"],
+                r["appliedRulePriority"],
             )
             for r in json.loads(text)
         ]
@@ -146,21 +152,28 @@ class LifecyclePreviewService:
     def __init__(self, store: MetadataStore) -> None:
         self._store = store
         self._running: set[asyncio.Task[None]] = set()
-        self._decoded: OrderedDict[_PreviewKey, list[PreviewResult]] = OrderedDict()
+        self._decoded: OrderedDict[_PreviewKey, list[_ResultRow]] = OrderedDict()
 
-    def _remember(self, key: _PreviewKey, results: list[PreviewResult]) -> None:
+    def _remember(self, key: _PreviewKey, results: list[_ResultRow]) -> None:
         self._decoded[key] = results
         self._decoded.move_to_end(key)
         while len(self._decoded) > _DECODED_PREVIEWS_KEPT:
             self._decoded.popitem(last=False)
 
-    async def _results(self, preview: LifecyclePreviewRecord) -> list[PreviewResult]:
-        if preview.results is None:
+    async def _results(self, preview: LifecyclePreviewRecord) -> list[_ResultRow]:
+        """The results of ``preview`` (read without them), from memory when decoded before."""
+        if preview.status != "COMPLETE":
             return []
         key = (preview.registry_id, preview.repository_name, preview.started_at)
         results = self._decoded.get(key)
         if results is None:
-            results = await asyncio.to_thread(_decode_results, preview.results)
+            async with self._store.read() as session:
+                stored = await session.get_lifecycle_preview(
+                    preview.registry_id, preview.repository_name
+                )
+            if stored is None or stored.started_at != preview.started_at or not stored.results:
+                return []  # replaced by a newer preview meanwhile: this one has no results
+            results = await asyncio.to_thread(_decode_results, stored.results)
             self._remember(key, results)
         return results
 
@@ -193,7 +206,7 @@ class LifecyclePreviewService:
 
     async def _run(self, preview: LifecyclePreviewRecord) -> None:
         status = "COMPLETE"
-        results: list[PreviewResult] | None = None
+        results: list[_ResultRow] | None = None
         stored: str | None = None
         try:
             expiring = await expirations_for_repository(
@@ -238,7 +251,9 @@ class LifecyclePreviewService:
     ) -> PreviewPage:
         async with self._store.read() as session:
             await require_repository(session, registry_id, repository)
-            preview = await session.get_lifecycle_preview(registry_id, repository)
+            preview = await session.get_lifecycle_preview(
+                registry_id, repository, with_results=False
+            )
         if preview is None:
             raise LifecyclePolicyPreviewNotFoundError(
                 f"There is no lifecycle policy preview for the repository with name "
@@ -251,19 +266,18 @@ class LifecyclePreviewService:
         total = len(results)
         if image_ids:
             results = [
-                r
-                for r in results
+                (digest, tags, pushed_at, priority)
+                for digest, tags, pushed_at, priority in results
                 if any(
-                    (i.digest is None or i.digest == r.image_digest)
-                    and (i.tag is None or i.tag in r.image_tags)
+                    (i.digest is None or i.digest == digest) and (i.tag is None or i.tag in tags)
                     for i in image_ids
                 )
             ]
         if tag_status == "TAGGED":
-            results = [r for r in results if r.image_tags]
+            results = [row for row in results if row[1]]
         elif tag_status == "UNTAGGED":
-            results = [r for r in results if not r.image_tags]
-        page = results[offset : offset + limit]
+            results = [row for row in results if not row[1]]
+        page = [PreviewResult(*row) for row in results[offset : offset + limit]]
         next_offset = offset + limit if offset + limit < len(results) else None
         return PreviewPage(preview, page, total, next_offset)
 

@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter, methodcaller
+from typing import NamedTuple
 
 from openecr.services.lifecycle.policy import LifecyclePolicy, TagSelection
 
@@ -47,8 +47,9 @@ _TagTest = Callable[[str], object]
 _SECONDS_PER_DAY = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
-class ImageFacts:
+# Named tuples rather than frozen dataclasses: a preview builds one per image, 100,000 for
+# a large repository, and a frozen dataclass takes four times as long to construct.
+class ImageFacts(NamedTuple):
     """What the engine needs to know about one image of the repository."""
 
     digest: str
@@ -57,8 +58,7 @@ class ImageFacts:
     last_pulled_at: datetime | float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Expiration:
+class Expiration(NamedTuple):
     """``image`` is expired by the rule with priority ``rule_priority``."""
 
     image: ImageFacts

@@ -318,16 +318,26 @@ class MetadataSession(ImageQueries):
     # -- lifecycle policy previews --------------------------------------------------------
 
     async def get_lifecycle_preview(
-        self, registry_id: str, repository: str
+        self, registry_id: str, repository: str, *, with_results: bool = True
     ) -> LifecyclePreviewRecord | None:
-        table = t.lifecycle_previews
-        row = (
-            await self._execute(
-                select_records(table, LifecyclePreviewRecord).where(
-                    table.c.registry_id == registry_id, table.c.repository_name == repository
+        """The repository's preview; without its results (megabytes for a large
+        repository) unless ``with_results``."""
+
+        def build() -> sa.Select[Any]:
+            table = t.lifecycle_previews
+            query = select_records(table, LifecyclePreviewRecord)
+            if not with_results:
+                query = query.with_only_columns(
+                    *(column for column in query.selected_columns if column.name != "results")
                 )
+            return query.where(
+                table.c.registry_id == sa.bindparam("registry_id"),
+                table.c.repository_name == sa.bindparam("repository"),
             )
-        ).first()
+
+        statement = cached(f"get_lifecycle_preview:{with_results}", build)
+        parameters = {"registry_id": registry_id, "repository": repository}
+        row = (await self._execute(statement, parameters)).first()
         return None if row is None else record_from_row(LifecyclePreviewRecord, row)
 
     async def save_lifecycle_preview(self, preview: LifecyclePreviewRecord) -> None:
