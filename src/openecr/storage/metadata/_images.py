@@ -145,23 +145,34 @@ class ImageQueries(QueryBase):
         return result
 
     async def all_tags(self, registry_id: str, repository: str) -> dict[str, list[str]]:
-        """Every tag of the repository, grouped by image digest."""
+        """Every tag of the repository, grouped by image digest, each image's in the order
+        they were set (then by name)."""
         statement = cached(
             "all_tags",
-            lambda: (
-                sa.select(t.image_tags.c.digest, t.image_tags.c.tag)
-                .where(_in_bound_repository(t.image_tags))
-                .order_by(t.image_tags.c.tagged_at, t.image_tags.c.tag)
-            ),
+            lambda: sa.select(
+                t.image_tags.c.digest, t.image_tags.c.tag, t.image_tags.c.tagged_at
+            ).where(_in_bound_repository(t.image_tags)),
         )
         parameters = {"registry_id": registry_id, "repository": repository}
+        rows = await self._plain_rows(statement, parameters)
+        # Grouped here rather than sorted by the database: most images have one tag, and
+        # sorting a large repository's tags spilled to disk on PostgreSQL.
         result: dict[str, list[str]] = {}
-        for digest, tag in await self._plain_rows(statement, parameters):
+        several: set[str] = set()
+        for digest, tag, _ in rows:
             tags = result.get(digest)
             if tags is None:
                 result[digest] = [tag]
             else:
                 tags.append(tag)
+                several.add(digest)
+        if several:
+            dated: dict[str, list[tuple[float, str]]] = {digest: [] for digest in several}
+            for digest, tag, tagged_at in rows:
+                if digest in dated:
+                    dated[digest].append((tagged_at, tag))
+            for digest, pairs in dated.items():
+                result[digest] = [tag for _, tag in sorted(pairs)]
         return result
 
     async def push_times(self, registry_id: str, repository: str) -> Sequence[Sequence[Any]]:
