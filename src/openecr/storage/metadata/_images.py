@@ -464,7 +464,11 @@ class ImageQueries(QueryBase):
                         sa.and_(t.images.c.digest == after_digest, tag > sa.bindparam("after_tag")),
                     )
                 )
-            return query.order_by(t.images.c.digest, tag).limit(sa.bindparam("limit"))
+            # An untagged image (NULL tag) sorts first, as "" would: the order of the tag
+            # index on SQLite, so no sort is needed there.
+            return query.order_by(t.images.c.digest, t.image_tags.c.tag.nulls_first()).limit(
+                sa.bindparam("limit")
+            )
 
         statement = cached(f"list_image_ids:{after is None}:{tag_status}", build)
         parameters = {
@@ -474,7 +478,7 @@ class ImageQueries(QueryBase):
             "after_tag": after[1] if after else None,
             "limit": limit,
         }
-        return [(row.digest, row.tag) for row in await self._execute(statement, parameters)]
+        return [(digest, tag) for digest, tag in await self._plain_rows(statement, parameters)]
 
     async def list_tags(
         self, registry_id: str, repository: str, *, after: str | None, limit: int | None
