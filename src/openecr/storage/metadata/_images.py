@@ -464,9 +464,9 @@ class ImageQueries(QueryBase):
                         sa.and_(t.images.c.digest == after_digest, tag > sa.bindparam("after_tag")),
                     )
                 )
-            # An untagged image (NULL tag) sorts first, as "" would: the order of the tag
-            # index on SQLite, so no sort is needed there.
-            return query.order_by(t.images.c.digest, t.image_tags.c.tag.nulls_first()).limit(
+            # The order of the (digest, tag) index. A NULL tag (an untagged image) is never
+            # beside a tag of the same image, so where NULLs sort does not matter.
+            return query.order_by(t.images.c.digest, t.image_tags.c.tag).limit(
                 sa.bindparam("limit")
             )
 
