@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -96,7 +97,9 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         await services.store.refresh_statistics()
         scheduler = Scheduler(services.store)
         scheduler.every(
-            "statistics", STATISTICS_INTERVAL_SECONDS, services.store.refresh_statistics
+            "statistics",
+            STATISTICS_INTERVAL_SECONDS,
+            functools.partial(services.store.refresh_statistics, vacuum=True),
         )
         scheduler.every("lifecycle", settings.lifecycle_interval, services.lifecycle.run)
         scheduler.every("gc", settings.gc_interval, services.gc.run)

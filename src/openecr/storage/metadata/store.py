@@ -477,8 +477,9 @@ class MetadataStore:
             self._changed_rows = 0
             self._analyze_task = asyncio.get_running_loop().create_task(self.refresh_statistics())
 
-    async def refresh_statistics(self) -> None:
-        """Updates the query planner's statistics (ANALYZE).
+    async def refresh_statistics(self, *, vacuum: bool = False) -> None:
+        """Updates the query planner's statistics (ANALYZE); with ``vacuum``, on a
+        PostgreSQL server whose autovacuum is off, also vacuums (the scheduled run does).
 
         PostgreSQL plans the listing joins from these statistics; with stale ones (a server
         with autovacuum off, or a table that grew since) it picked nested loops that made
@@ -486,7 +487,12 @@ class MetadataStore:
         """
         if self._postgres is not None:
             async with self._postgres.acquire() as conn:
-                await conn.execute("ANALYZE")
+                # With autovacuum off nothing else vacuums: dead rows (moved tags, deleted
+                # images) would pile up, and index-only scans (ListImages) would keep
+                # visiting the table because no page is ever marked all-visible.
+                autovacuum = await conn.fetchval("SELECT current_setting('autovacuum')")
+                vacuum_here = vacuum and autovacuum != "on"
+                await conn.execute("VACUUM (ANALYZE)" if vacuum_here else "ANALYZE")
             return
         assert self._sqlite is not None
         async with self._write_lock:
