@@ -14,7 +14,6 @@ from typing import Any
 from openecr.errors import InvalidParameterError, RegistryPolicyNotFoundError
 from openecr.services.context import CallerContext
 from openecr.services.iam_policy import validate_registry_policy
-from openecr.services.repositories import check_registry_access
 from openecr.services.scanning_filters import wildcard_filter_matches
 from openecr.storage.metadata.store import MetadataStore
 
@@ -190,6 +189,3 @@ class RegistryService:
             return {"rules": []}
         loaded: dict[str, Any] = json.loads(registry.replication_configuration)
         return loaded
-
-    def check_access(self, caller: CallerContext, registry_id: str | None) -> str:
-        return check_registry_access(caller, registry_id)
