@@ -12,7 +12,11 @@ from openecr.errors import InvalidParameterError, LayerInaccessibleError, Layers
 from openecr.server.services import Services
 from openecr.services.context import CallerContext
 from openecr.services.images import ImageFailure, ImageId
-from openecr.services.pagination import DEFAULT_PAGE_SIZE, decode_next_token, encode_next_token
+from openecr.services.pagination import (
+    DEFAULT_PAGE_SIZE,
+    decode_next_token,
+    page_with_token,
+)
 from openecr.services.repositories import check_registry_access
 from openecr.services.uploads import ECR_PART_SIZE
 from openecr.storage.blobs import InvalidDigest, parse_digest
@@ -128,10 +132,7 @@ async def list_images(
         limit=limit + 1,
         tag_status=request.filter.tag_status if request.filter else None,
     )
-    token = None
-    if len(ids) > limit:
-        ids = ids[:limit]
-        token = encode_next_token("images", f"{ids[-1][0]} {ids[-1][1] or ''}")
+    ids, token = page_with_token(ids, limit, "images", lambda id_: f"{id_[0]} {id_[1] or ''}")
     return m.ListImagesResponse(
         image_ids=[m.ImageIdentifier(image_digest=d, image_tag=t) for d, t in ids],
         next_token=token,
@@ -158,9 +159,10 @@ async def describe_images(
         tag_status=request.filter.tag_status if request.filter else None,
     )
     token = None
-    if not request.image_ids and len(described) > limit:
-        described = described[:limit]
-        token = encode_next_token("image-details", described[-1].image.digest)
+    if not request.image_ids:
+        described, token = page_with_token(
+            described, limit, "image-details", lambda d: d.image.digest
+        )
     return m.DescribeImagesResponse(
         image_details=[
             m.ImageDetail(

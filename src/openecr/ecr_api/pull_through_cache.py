@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import msgspec
+
 from openecr import models as m
 from openecr.ecr_api._operations import operation
 from openecr.server.services import Services
@@ -11,18 +15,14 @@ from openecr.storage.metadata.records import PullThroughCacheRuleRecord
 __all__: list[str] = []
 
 
-def _render(rule: PullThroughCacheRuleRecord) -> m.PullThroughCacheRule:
-    return m.PullThroughCacheRule(
-        ecr_repository_prefix=rule.ecr_repository_prefix,
-        upstream_registry_url=rule.upstream_registry_url,
-        created_at=rule.created_at,
-        registry_id=rule.registry_id,
-        credential_arn=rule.credential_arn,
-        custom_role_arn=rule.custom_role_arn,
-        upstream_repository_prefix=rule.upstream_repository_prefix,
-        upstream_registry=rule.upstream_registry,
-        updated_at=rule.updated_at,
-    )
+ShapeT = TypeVar("ShapeT", bound=msgspec.Struct)
+
+
+def _render(rule: PullThroughCacheRuleRecord, shape: type[ShapeT]) -> ShapeT:
+    """The rule as ``shape``: each operation returns its own subset of the rule's fields
+    (DeletePullThroughCacheRule, for one, has no upstreamRegistry)."""
+    fields = {name: getattr(rule, name) for name in shape.__struct_fields__ if hasattr(rule, name)}
+    return shape(**fields)
 
 
 @operation("CreatePullThroughCacheRule")
@@ -39,16 +39,7 @@ async def create_pull_through_cache_rule(
         custom_role_arn=request.custom_role_arn,
         upstream_repository_prefix=request.upstream_repository_prefix,
     )
-    return m.CreatePullThroughCacheRuleResponse(
-        ecr_repository_prefix=rule.ecr_repository_prefix,
-        upstream_registry_url=rule.upstream_registry_url,
-        created_at=rule.created_at,
-        registry_id=rule.registry_id,
-        upstream_registry=rule.upstream_registry,
-        credential_arn=rule.credential_arn,
-        custom_role_arn=rule.custom_role_arn,
-        upstream_repository_prefix=rule.upstream_repository_prefix,
-    )
+    return _render(rule, m.CreatePullThroughCacheRuleResponse)
 
 
 @operation("DescribePullThroughCacheRules")
@@ -63,7 +54,7 @@ async def describe_pull_through_cache_rules(
         max_results=request.max_results,
     )
     return m.DescribePullThroughCacheRulesResponse(
-        pull_through_cache_rules=[_render(rule) for rule in page.rules],
+        pull_through_cache_rules=[_render(rule, m.PullThroughCacheRule) for rule in page.rules],
         next_token=page.next_token,
     )
 
@@ -77,12 +68,4 @@ async def delete_pull_through_cache_rule(
         registry_id=request.registry_id,
         ecr_repository_prefix=request.ecr_repository_prefix or "",
     )
-    return m.DeletePullThroughCacheRuleResponse(
-        ecr_repository_prefix=rule.ecr_repository_prefix,
-        upstream_registry_url=rule.upstream_registry_url,
-        created_at=rule.created_at,
-        registry_id=rule.registry_id,
-        credential_arn=rule.credential_arn,
-        custom_role_arn=rule.custom_role_arn,
-        upstream_repository_prefix=rule.upstream_repository_prefix,
-    )
+    return _render(rule, m.DeletePullThroughCacheRuleResponse)

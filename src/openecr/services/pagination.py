@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
+from typing import TypeVar
 
 from openecr.errors import InvalidParameterError
 
-__all__ = ["DEFAULT_PAGE_SIZE", "decode_next_token", "encode_next_token"]
+__all__ = ["DEFAULT_PAGE_SIZE", "decode_next_token", "encode_next_token", "page_with_token"]
 
 DEFAULT_PAGE_SIZE = 100
 
@@ -43,3 +45,17 @@ def decode_next_token(listing: str, token: str | None) -> str | None:
     raise InvalidParameterError(
         "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'"
     )
+
+
+ItemT = TypeVar("ItemT")
+
+
+def page_with_token(
+    fetched: list[ItemT], limit: int, listing: str, key: Callable[[ItemT], str]
+) -> tuple[list[ItemT], str | None]:
+    """The page and its ``nextToken`` from ``fetched``, read with a limit of ``limit + 1``:
+    the extra item only says that another page follows."""
+    if len(fetched) <= limit:
+        return fetched, None
+    page = fetched[:limit]
+    return page, encode_next_token(listing, key(page[-1]))

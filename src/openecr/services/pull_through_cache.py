@@ -19,7 +19,11 @@ from openecr.errors import (
     UnsupportedUpstreamRegistryError,
 )
 from openecr.services.context import CallerContext
-from openecr.services.pagination import DEFAULT_PAGE_SIZE, decode_next_token, encode_next_token
+from openecr.services.pagination import (
+    DEFAULT_PAGE_SIZE,
+    decode_next_token,
+    page_with_token,
+)
 from openecr.services.repositories import check_registry_access
 from openecr.storage.metadata.records import PullThroughCacheRuleRecord
 from openecr.storage.metadata.store import DuplicateKeyError, MetadataStore
@@ -160,10 +164,9 @@ class PullThroughCacheService:
             page = await session.list_pull_through_cache_rules(
                 registry, after=after, limit=limit + 1
             )
-        token = None
-        if len(page) > limit:
-            page = page[:limit]
-            token = encode_next_token("pull-through-cache-rules", page[-1].ecr_repository_prefix)
+        page, token = page_with_token(
+            page, limit, "pull-through-cache-rules", lambda rule: rule.ecr_repository_prefix
+        )
         return PullThroughCacheRulePage(page, token)
 
     async def delete_rule(

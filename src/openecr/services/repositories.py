@@ -27,7 +27,11 @@ from openecr.services.context import CallerContext
 from openecr.services.iam_policy import validate_repository_policy
 from openecr.services.lifecycle import parse_lifecycle_policy
 from openecr.services.naming import parse_repository_arn
-from openecr.services.pagination import DEFAULT_PAGE_SIZE, decode_next_token, encode_next_token
+from openecr.services.pagination import (
+    DEFAULT_PAGE_SIZE,
+    decode_next_token,
+    page_with_token,
+)
 from openecr.storage.metadata.records import RepositoryRecord
 from openecr.storage.metadata.store import DuplicateKeyError, MetadataSession, MetadataStore
 
@@ -269,10 +273,7 @@ class RepositoryService:
         after = decode_next_token("repositories", next_token)
         async with self._store.read() as session:
             page = await session.list_repositories(registry, after=after, limit=limit + 1)
-        token = None
-        if len(page) > limit:
-            page = page[:limit]
-            token = encode_next_token("repositories", page[-1].name)
+        page, token = page_with_token(page, limit, "repositories", lambda r: r.name)
         return RepositoryPage(page, token)
 
     async def delete_repository(
