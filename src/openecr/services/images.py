@@ -347,17 +347,9 @@ class ImageService:
 
     async def resolve(self, registry_id: str, repository: str, reference: str) -> ImageRecord:
         """The image a tag or digest names; records the pull."""
-        is_digest = ":" in reference
-        image_id = ImageId(digest=reference) if is_digest else ImageId(tag=reference)
-        async with self._store.read() as session:
-            await require_repository(session, registry_id, repository)
-            digest = (
-                reference
-                if is_digest
-                else await session.digest_for_tag(registry_id, repository, reference)
-            )
-            image = await session.get_image(registry_id, repository, digest) if digest else None
+        image = await self.find(registry_id, repository, reference)
         if image is None:
+            image_id = ImageId(digest=reference) if ":" in reference else ImageId(tag=reference)
             raise _image_not_found(registry_id, repository, image_id)
         self.record_pull(registry_id, repository, image.digest)
         return image
@@ -460,23 +452,16 @@ class ImageService:
     async def _lookup(
         self, session: MetadataSession, registry_id: str, repository: str, image_id: ImageId
     ) -> tuple[ImageRecord | None, ImageFailure | None]:
+        """``_resolve_in_batch`` for one id, reading only what that id needs."""
+        tagged: dict[str, str] = {}
         digest = image_id.digest
         if image_id.tag is not None:
-            tagged = await session.digest_for_tag(registry_id, repository, image_id.tag)
-            if tagged is None:
-                return None, ImageFailure(image_id, "ImageNotFound", "Requested image not found")
-            if digest is not None and digest != tagged:
-                return None, ImageFailure(
-                    image_id,
-                    "ImageTagDoesNotMatchDigest",
-                    "Invalid request parameters: the image tag does not match the image digest",
-                )
-            digest = tagged
-        assert digest is not None
-        image = await session.get_image(registry_id, repository, digest)
-        if image is None:
-            return None, ImageFailure(image_id, "ImageNotFound", "Requested image not found")
-        return image, None
+            digest = await session.digest_for_tag(registry_id, repository, image_id.tag)
+            if digest is not None:
+                tagged[image_id.tag] = digest
+        image = await session.get_image(registry_id, repository, digest) if digest else None
+        found = {image.digest: image} if image is not None else {}
+        return self._resolve_in_batch(image_id, tagged, found)
 
     def record_pull(self, registry_id: str, repository: str, digest: str) -> None:
         """Notes a pull; pull times are written in batches, not one write per pull."""

@@ -96,14 +96,9 @@ async def require_repository(
 
 
 def _validate_resource_tags(tags: Sequence[tuple[str, str]]) -> None:
+    _validate_tag_keys([key for key, _ in tags])
     seen: set[str] = set()
     for key, value in tags:
-        if not 1 <= len(key) <= 128 or not _TAG_CHARACTERS.fullmatch(key):
-            raise InvalidTagParameterError(f"Invalid tag key: '{key}'")
-        if key.lower().startswith("aws:"):
-            raise InvalidTagParameterError(
-                f"Invalid tag key: '{key}'. Tag keys starting with 'aws:' are reserved."
-            )
         if len(value) > 256 or not _TAG_CHARACTERS.fullmatch(value):
             raise InvalidTagParameterError(f"Invalid tag value for key '{key}'")
         if key in seen:
