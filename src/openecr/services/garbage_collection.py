@@ -20,9 +20,12 @@ named lock, so a blob being uploaded or mounted at that moment is never deleted 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from openecr.services.images import ImageId, ImageService
 from openecr.services.uploads import blob_lock_name
@@ -34,6 +37,10 @@ __all__ = ["GarbageCollector", "GcReport"]
 log = logging.getLogger(__name__)
 
 _ORPHAN_BATCH = 500
+# Blobs deleted at once. Each deletion waits on its lock, a commit and a durable unlink, one
+# after the other; several in flight share the commits' fsyncs (SQLite's group commit,
+# PostgreSQL's WAL flushes) and the disk. Each holds two pooled connections on PostgreSQL.
+_DELETE_PARALLELISM = 8
 
 
 @dataclass
@@ -168,21 +175,25 @@ class GarbageCollector:
                     for digest, size in await session.blob_sizes(digests)
                     if {(r, n, digest) for r, n in holders.get(digest, set())} <= would_unlink
                 ]
-        for digest, size in candidates:
-            if dry_run:
-                report.blobs_deleted += 1
-                report.blob_bytes += size
-                continue
+        if dry_run:
+            report.blobs_deleted += len(candidates)
+            report.blob_bytes += sum(size for _, size in candidates)
+            return
+
+        async def delete(candidate: tuple[str, int]) -> None:
+            digest, size = candidate
             async with self._store.named_lock(blob_lock_name(digest)):
                 async with self._store.write() as session:
                     if await session.blob_is_linked(digest):
-                        continue  # linked again since the candidate list was read
+                        return  # linked again since the candidate list was read
                     await session.delete_blob_row(digest)
                 # The row is gone first: a crash now leaves an orphan file, found below.
                 await self._blobs.delete(digest)
             report.blobs_deleted += 1
             report.blob_bytes += size
             report.deleted_digests.append(digest)
+
+        await _for_each_concurrently(candidates, _DELETE_PARALLELISM, delete)
 
     async def _delete_orphan_files(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
         batch: list[str] = []
@@ -213,3 +224,25 @@ class GarbageCollector:
                 report.orphan_bytes += info.size
                 if not dry_run:
                     await self._blobs.delete(digest)
+
+
+ItemT = TypeVar("ItemT")
+
+
+async def _for_each_concurrently(
+    items: Iterable[ItemT], limit: int, action: Callable[[ItemT], Awaitable[None]]
+) -> None:
+    """Runs ``action`` on every item, ``limit`` at a time; the first failure cancels the
+    rest and is raised."""
+    remaining = iter(items)
+
+    async def worker() -> None:
+        for item in remaining:  # shared: each item goes to the first free worker
+            await action(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(limit):
+                group.create_task(worker())
+    except ExceptionGroup as failures:
+        raise failures.exceptions[0] from None
