@@ -93,9 +93,6 @@ class Rows:
     def scalar(self) -> Any:
         return self.rows[0][0] if self.rows else None
 
-    def scalars(self) -> list[Any]:
-        return [row[0] for row in self.rows]
-
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
