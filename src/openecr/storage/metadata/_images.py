@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -24,6 +24,8 @@ from openecr.storage.metadata.records import (
 )
 
 __all__ = ["ImageQueries"]
+
+ImageRecordT = TypeVar("ImageRecordT", ImageRecord, ImageSummary)
 
 _NO_LIMIT = 2**31 - 1
 
@@ -60,27 +62,21 @@ class ImageQueries(QueryBase):
     async def get_images(
         self, registry_id: str, repository: str, digests: Sequence[str]
     ) -> dict[str, ImageRecord]:
-        statement = cached(
-            "get_images",
-            lambda: select_records(t.images, ImageRecord).where(
-                _in_bound_repository(t.images),
-                t.images.c.digest.in_(sa.bindparam("digests", expanding=True)),
-            ),
-        )
-        parameters = {
-            "registry_id": registry_id,
-            "repository": repository,
-            "digests": list(digests),
-        }
-        rows = await self._execute(statement, parameters)
-        return {row.digest: record_from_row(ImageRecord, row) for row in rows}
+        return await self._images_as(ImageRecord, registry_id, repository, digests)
 
     async def get_image_summaries(
         self, registry_id: str, repository: str, digests: Sequence[str]
     ) -> dict[str, ImageSummary]:
+        """Like ``get_images``, without the manifests."""
+        return await self._images_as(ImageSummary, registry_id, repository, digests)
+
+    async def _images_as(
+        self, record: type[ImageRecordT], registry_id: str, repository: str, digests: Sequence[str]
+    ) -> dict[str, ImageRecordT]:
+        """The named images of the repository as ``record``s, by digest."""
         statement = cached(
-            "get_image_summaries",
-            lambda: select_records(t.images, ImageSummary).where(
+            f"images_as:{record.__name__}",
+            lambda: select_records(t.images, record).where(
                 _in_bound_repository(t.images),
                 t.images.c.digest.in_(sa.bindparam("digests", expanding=True)),
             ),
@@ -91,7 +87,7 @@ class ImageQueries(QueryBase):
             "digests": list(digests),
         }
         rows = await self._execute(statement, parameters)
-        return {row.digest: record_from_row(ImageSummary, row) for row in rows}
+        return {row.digest: record_from_row(record, row) for row in rows}
 
     async def digest_for_tag(self, registry_id: str, repository: str, tag: str) -> str | None:
         statement = cached(
