@@ -490,9 +490,10 @@ class MetadataStore:
                 # With autovacuum off nothing else vacuums: dead rows (moved tags, deleted
                 # images) would pile up, and index-only scans (ListImages) would keep
                 # visiting the table because no page is ever marked all-visible.
-                autovacuum = await conn.fetchval("SELECT current_setting('autovacuum')")
-                vacuum_here = vacuum and autovacuum != "on"
-                await conn.execute("VACUUM (ANALYZE)" if vacuum_here else "ANALYZE")
+                command = "ANALYZE"
+                if vacuum and await conn.fetchval("SELECT current_setting('autovacuum')") != "on":
+                    command = "VACUUM (ANALYZE)"
+                await conn.execute(command)
             return
         assert self._sqlite is not None
         async with self._write_lock:
