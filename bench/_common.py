@@ -112,12 +112,7 @@ class ChildProcess:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time the server process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            return 0.0
-        # Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" that ends comm.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _process_cpu_seconds(self.pid)[1]
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM by PID, then SIGKILL by PID if it does not exit in time."""
@@ -628,3 +623,28 @@ def machine_note() -> str:
     """Load average and the busiest other processes: the benchmarks share the machine."""
     load = os.getloadavg()
     return f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
+
+
+def _process_cpu_seconds(pid: int | str) -> tuple[str, float]:
+    """(command name, user plus system CPU seconds) of a process, from /proc; ("", 0.0) if
+    it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "", 0.0
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    # Fields 14 and 15 of stat(5) (utime, stime), counted after the ")" that ends comm.
+    fields = stat.rpartition(")")[2].split()
+    return name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by the live processes of the machine's PostgreSQL server
+    (the backends of a pool live as long as its connections)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            name, seconds = _process_cpu_seconds(entry.name)
+            if name.startswith("postgres"):
+                total += seconds
+    return total

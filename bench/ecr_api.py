@@ -42,6 +42,7 @@ from _common import (
     http_ready,
     machine_note,
     postgres_analyze,
+    postgres_cpu_seconds,
     postgres_database,
     postgres_setting,
     ratio,
@@ -174,6 +175,7 @@ class Target:
     kind: str  # "openecr" or "moto"
     port: int
     process: ChildProcess
+    uses_postgres: bool = False
     setup_seconds: float = 0.0
     results: dict[tuple[str, int], LoadResult] = field(default_factory=dict)
 
@@ -233,7 +235,7 @@ def start_openecr(
         argv += ["--database-url", database_url]
     process = ChildProcess(name, placement.server(argv), workdir / f"{name}.log", _clean_env())
     process.start(http_ready(f"http://127.0.0.1:{port}/healthz"))
-    return Target(name, "openecr", port, process)
+    return Target(name, "openecr", port, process, uses_postgres=database_url is not None)
 
 
 # moto_server's werkzeug writes one access-log line per request; openecr at --log-level
@@ -416,6 +418,7 @@ def _one_run(
         )
     requests = pool("run", args.writes)
     cpu_before = target.process.cpu_seconds()
+    database_cpu_before = postgres_cpu_seconds()
     result = run_wrk(
         f"{target.url}/",
         requests,
@@ -425,13 +428,19 @@ def _one_run(
         workdir=workdir,
         placement=placement,
     )
-    cpu_ms = (target.process.cpu_seconds() - cpu_before) * 1000 / max(1, result.requests)
+    per_request = 1000 / max(1, result.requests)
+    cpu_ms = (target.process.cpu_seconds() - cpu_before) * per_request
+    # Nothing else uses the PostgreSQL server during a run.
+    database_cpu = ""
+    if target.uses_postgres:
+        database_ms = (postgres_cpu_seconds() - database_cpu_before) * per_request
+        database_cpu = f"  PostgreSQL CPU {database_ms:.2f} ms/req"
     target.results[(operation, connections)] = result
     flag = "" if result.errors == 0 else f"  ERRORS {result.error_summary()}"
     print(
         f"  {operation:<22} c={connections:<3} {target.name:<15} "
         f"{result.rps:>9.1f} req/s  p50 {result.p50_ms:8.2f} ms  "
-        f"p99 {result.p99_ms:8.2f} ms  server CPU {cpu_ms:.2f} ms/req{flag}",
+        f"p99 {result.p99_ms:8.2f} ms  server CPU {cpu_ms:.2f} ms/req{database_cpu}{flag}",
         flush=True,
     )
 

@@ -121,21 +121,25 @@ class Database:
         assert self.url is not None
         asyncio.run(run())
 
-    def add_to_image_count(self, repository: str, added: int) -> None:
-        """Keeps the per-repository image counter in step, where the schema has one."""
-        repositories = schema.repositories
-        if "image_count" not in repositories.c:
-            return
-        statement = (
-            repositories.update()
-            .where(repositories.c.registry_id == ACCOUNT, repositories.c.name == repository)
-            .values(image_count=repositories.c.image_count + added)
-        )
+    def recount_images(self, repository: str) -> None:
+        """Sets the repository's image count (kept beside its images) from its image rows."""
+        counts, images = schema.repository_image_counts, schema.images
+        in_repository = (counts.c.registry_id == ACCOUNT, counts.c.repository_name == repository)
+        statements = [
+            counts.delete().where(*in_repository),
+            counts.insert().from_select(
+                ["registry_id", "repository_name", "shard", "image_count"],
+                sa.select(
+                    sa.literal(ACCOUNT), sa.literal(repository), sa.literal(0), sa.func.count()
+                ).where(images.c.registry_id == ACCOUNT, images.c.repository_name == repository),
+            ),
+        ]
         if self.url is None:
             engine = sa.create_engine(f"sqlite:///{self.data_dir / 'metadata.db'}")
             try:
                 with engine.begin() as conn:
-                    conn.execute(statement)
+                    for statement in statements:
+                        conn.execute(statement)
             finally:
                 engine.dispose()
             return
@@ -145,7 +149,8 @@ class Database:
             engine = create_async_engine(self.url.replace("postgresql://", "postgresql+asyncpg://"))
             try:
                 async with engine.begin() as conn:
-                    await conn.execute(statement)
+                    for statement in statements:
+                        await conn.execute(statement)
             finally:
                 await engine.dispose()
 
@@ -261,7 +266,7 @@ def seed_preview_repository(db: Database, images: int, now: float) -> list[tuple
         facts.append((digest, pushed))
     db.insert(schema.images, image_rows)
     db.insert(schema.image_tags, tag_rows)
-    db.add_to_image_count(PREVIEW_REPOSITORY, len(image_rows))
+    db.recount_images(PREVIEW_REPOSITORY)
     return facts
 
 
@@ -454,7 +459,7 @@ def seed_gc(data_dir: Path, db: Database, blobs: int, results: Results) -> None:
         )
     db.insert(schema.blobs, blob_rows)
     db.insert(schema.images, images)
-    db.add_to_image_count(GC_REPOSITORY, len(images))
+    db.recount_images(GC_REPOSITORY)
     db.insert(schema.image_references, references)
     db.insert(schema.repository_layers, links)
     db.analyze()

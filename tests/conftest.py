@@ -71,6 +71,13 @@ def repo_name() -> str:
 
 
 @pytest.fixture
+def repo(ecr: Any, repo_name: str) -> str:
+    """A new, empty repository (mutable tags) on the session's server."""
+    ecr.create_repository(repositoryName=repo_name)
+    return repo_name
+
+
+@pytest.fixture
 def aws_cli(server: ServerProcess) -> Callable[..., Any]:
     """Runs ``aws ecr ...`` against the server; returns parsed JSON (or raises)."""
 

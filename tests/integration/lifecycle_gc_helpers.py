@@ -303,21 +303,21 @@ def seed_images(
     work: list[tuple[sa.Executable, Any]] = [(schema.images.insert(), image_rows)]
     if tag_rows:
         work.append((schema.image_tags.insert(), tag_rows))
-    work.extend(_count_update(registry_id, repository, len(image_rows)))
+    work.extend(_recount_images(registry_id, repository))
     storage.execute(*work)
 
 
-def _count_update(registry_id: str, repository: str, added: int) -> list[tuple[Any, Any]]:
-    """Keeps a per-repository image counter in step, where the schema has one."""
-    repositories = schema.repositories
-    if "image_count" not in repositories.c:
-        return []
-    statement = (
-        repositories.update()
-        .where(repositories.c.registry_id == registry_id, repositories.c.name == repository)
-        .values(image_count=repositories.c.image_count + added)
+def _recount_images(registry_id: str, repository: str) -> list[tuple[Any, Any]]:
+    """Sets the repository's image count (kept beside its images) from its image rows."""
+    counts, images = schema.repository_image_counts, schema.images
+    in_repository = (counts.c.registry_id == registry_id, counts.c.repository_name == repository)
+    recount = counts.insert().from_select(
+        ["registry_id", "repository_name", "shard", "image_count"],
+        sa.select(
+            sa.literal(registry_id), sa.literal(repository), sa.literal(0), sa.func.count()
+        ).where(images.c.registry_id == registry_id, images.c.repository_name == repository),
     )
-    return [(statement, None)]
+    return [(counts.delete().where(*in_repository), None), (recount, None)]
 
 
 # -- the §6.3 algorithm, restated independently ---------------------------------------------

@@ -47,12 +47,6 @@ def registry(server: ServerProcess, ecr: Any) -> Iterator[Registry]:
         yield opened
 
 
-@pytest.fixture
-def repo(ecr: Any, repo_name: str) -> str:
-    ecr.create_repository(repositoryName=repo_name)
-    return repo_name
-
-
 def test_ecr_multipart_push_is_pulled_by_skopeo(
     ecr: Any, registry: Registry, repo: str, tmp_path: Path
 ) -> None:

@@ -37,12 +37,6 @@ SMALL = 2048
 
 
 @pytest.fixture
-def repo(ecr: Any, repo_name: str) -> str:
-    ecr.create_repository(repositoryName=repo_name)
-    return repo_name
-
-
-@pytest.fixture
 def registry(server: ServerProcess, ecr: Any) -> Iterator[Registry]:
     with registry_for(server, ecr) as opened:
         yield opened
@@ -586,6 +580,33 @@ def test_list_images_pagination(ecr: Any, repo: str) -> None:
     assert {(i["imageDigest"], None) for p in untagged for i in p["imageIds"]} == {
         e for e in expected if e[1] is None
     }
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 3, 7, 1000])
+def test_list_images_pages_every_filter_in_one_order(ecr: Any, repo: str, page_size: int) -> None:
+    expected = populate(ecr, repo, tagged=4, untagged=3)  # 11 entries
+    # A third tag on one image: a digest whose entries may straddle any page boundary.
+    first_tagged = next(digest for digest, tag in sorted(expected, key=str) if tag)
+    manifest = ecr.batch_get_image(repositoryName=repo, imageIds=[{"imageDigest": first_tagged}])
+    ecr.put_image(
+        repositoryName=repo,
+        imageManifest=manifest["images"][0]["imageManifest"],
+        imageTag="Z-upper",
+    )
+    expected.add((first_tagged, "Z-upper"))
+    selections = {
+        None: expected,
+        "ANY": expected,
+        "TAGGED": {e for e in expected if e[1] is not None},
+        "UNTAGGED": {e for e in expected if e[1] is None},
+    }
+    for status, wanted in selections.items():
+        options: dict[str, Any] = {"filter": {"tagStatus": status}} if status else {}
+        pages = ecr.get_paginator("list_images").paginate(
+            repositoryName=repo, PaginationConfig={"PageSize": page_size}, **options
+        )
+        listed = [(i["imageDigest"], i.get("imageTag")) for p in pages for i in p["imageIds"]]
+        assert listed == sorted(wanted, key=lambda e: (e[0], e[1] or "")), status
 
 
 def test_list_images_pagination_survives_deletes_between_pages(ecr: Any, repo: str) -> None:

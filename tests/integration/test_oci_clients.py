@@ -49,12 +49,6 @@ def registry(server: ServerProcess, ecr: Any) -> Iterator[Registry]:
         yield opened
 
 
-@pytest.fixture
-def repo(ecr: Any, repo_name: str) -> str:
-    ecr.create_repository(repositoryName=repo_name)
-    return repo_name
-
-
 def assert_served(registry: Registry, repo: str, reference: str, manifest: bytes, media: str):
     response = registry.manifest(repo, reference)
     assert response.status_code == 200, response.text

@@ -37,12 +37,6 @@ def registry(server: ServerProcess, ecr: Any) -> Iterator[Registry]:
         yield opened
 
 
-@pytest.fixture
-def repo(ecr: Any, repo_name: str) -> str:
-    ecr.create_repository(repositoryName=repo_name)
-    return repo_name
-
-
 def oci_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["Content-Type"].startswith("application/json")

@@ -50,12 +50,6 @@ def registry(server: ServerProcess, ecr: Any) -> Iterator[Registry]:
         yield opened
 
 
-@pytest.fixture
-def repo(ecr: Any, repo_name: str) -> str:
-    ecr.create_repository(repositoryName=repo_name)
-    return repo_name
-
-
 def oci_error_code(response: httpx.Response) -> str:
     code: str = response.json()["errors"][0]["code"]
     return code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import logging
 import signal
@@ -24,6 +25,9 @@ __all__ = ["configure_logging", "serve"]
 log = logging.getLogger("openecr.server")
 
 STATISTICS_INTERVAL_SECONDS = 600
+# Allocations (minus deallocations) between two collections of the youngest generation;
+# the default is 700.
+_YOUNG_COLLECTION_THRESHOLD = 20_000
 
 
 class _JsonFormatter(logging.Formatter):
@@ -76,6 +80,20 @@ def _announce_credentials(outcome: BootstrapOutcome, settings: Settings, out: Te
         )
 
 
+def _tune_garbage_collection() -> None:
+    """Keeps Python's cyclic garbage collector from costing more as requests overlap.
+
+    A listing of 1,000 images allocates thousands of objects, and each collection walks
+    every object that is still alive, among them those of every other request in flight:
+    with the default thresholds, CPU per request grew with the number of connections.
+    Everything allocated at start-up lives as long as the server, so it is moved out of
+    the collector's sight, and the youngest generation is collected less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
+
+
 async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
     services = await Services.start(settings)
     try:
@@ -106,6 +124,7 @@ async def serve(settings: Settings, out: TextIO = sys.stdout) -> None:
         scheduler.start()
         runner = web.AppRunner(build_app(services), access_log=None, handle_signals=False)
         await runner.setup()
+        _tune_garbage_collection()
         site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
         await site.start()
         log.info(

@@ -6,6 +6,7 @@ An image pushed through either API is visible through both: both call ``put_imag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -31,14 +32,21 @@ from openecr.services.manifests import (
     image_size,
     parse_manifest,
 )
-from openecr.services.repositories import require_repository
+from openecr.services.repositories import repository_not_found, require_repository
 from openecr.storage.metadata.records import (
     ImageRecord,
     ImageSummary,
     LayerRecord,
+    PushTarget,
     RepositoryRecord,
 )
-from openecr.storage.metadata.store import DuplicateKeyError, MetadataSession, MetadataStore
+from openecr.storage.metadata.store import (
+    DuplicateKeyError,
+    MetadataSession,
+    MetadataStore,
+    repository_lock,
+    tag_lock,
+)
 
 __all__ = [
     "MAX_IMAGES_PER_REPOSITORY",
@@ -55,6 +63,10 @@ MAX_TAGS_PER_IMAGE = 1000
 MAX_IMAGES_PER_REPOSITORY = 100_000
 _DIGEST = re.compile(r"[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+")
 _PULL_FLUSH_SECONDS = 1.0
+# Pushes that may be in flight at once into one repository, across every replica (each
+# holds at most 30 database connections). Within this many images of the quota, pushes
+# count the repository's images one at a time (see ``_check_image_quota``).
+_IN_FLIGHT_PUSHES_BOUND = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,21 +205,20 @@ class ImageService:
                 "regular expression '[a-zA-Z0-9-_.]+''"
             )
         now = round(time.time(), 3)
-        async with self._store.write() as session:
-            # Pushes into one repository run side by side (PostgreSQL; SQLite serialises
-            # all writers anyway): the shared repository lock only keeps out deletion and
-            # settings changes, and pushes of one tag queue on that tag's lock, so the tag
-            # and immutability checks below cannot race.
-            repo = await require_repository(session, registry_id, repository, for_share=True)
-            if tag is not None:
-                await session.lock_tag(registry_id, repository, tag)
+        # Pushes into one repository run side by side (PostgreSQL; SQLite serialises all
+        # writers anyway): the shared repository lock only keeps out deletion and settings
+        # changes, and pushes of one tag queue on that tag's lock, so the tag and
+        # immutability checks below cannot race.
+        async with self._store.write(
+            shared_locks=[repository_lock(registry_id, repository)],
+            exclusive_locks=[tag_lock(registry_id, repository, tag)] if tag else [],
+        ) as session:
+            target = await session.push_target(registry_id, repository, parsed.digest, tag)
+            if target is None:
+                raise repository_not_found(registry_id, repository)
             layers = await self._check_references(session, registry_id, repository, parsed)
             blob_sizes = {digest: layer.size_bytes for digest, layer in layers.items()}
-            existing = await session.get_image(registry_id, repository, parsed.digest)
-            current_digest = (
-                await session.digest_for_tag(registry_id, repository, tag) if tag else None
-            )
-            if existing is not None and (tag is None or current_digest == parsed.digest):
+            if target.image_exists and (tag is None or target.tag_digest == parsed.digest):
                 if repush_is_error:
                     raise ImageAlreadyExistsError(
                         f"Image with digest '{parsed.digest}' and tag '{tag or 'null'}' already "
@@ -215,16 +226,22 @@ class ImageService:
                         f"the repository with name '{repository}' in registry with id "
                         f"'{registry_id}'"
                     )
+                existing = await session.get_image(registry_id, repository, parsed.digest)
+                assert existing is not None  # images are only deleted under the exclusive lock
                 return existing
-            if tag is not None and current_digest is not None and tag_is_immutable(repo, tag):
+            if (
+                tag is not None
+                and target.tag_digest is not None
+                and tag_is_immutable(target.repository, tag)
+            ):
                 raise ImageTagAlreadyExistsError(
-                    f"The image tag '{tag}' already exists in the '{repository}' repository and "
-                    "cannot be overwritten because the tag is immutable."
+                    f"The image tag '{tag}' already exists in the '{repository}' repository "
+                    "and cannot be overwritten because the tag is immutable."
                 )
-            if existing is None:
-                if repo.image_count >= MAX_IMAGES_PER_REPOSITORY:
-                    raise _too_many_images(repository)
-                image = ImageRecord(
+            inserted = False
+            if not target.image_exists:
+                await self._check_image_quota(session, registry_id, repository, target)
+                new_image = ImageRecord(
                     registry_id=registry_id,
                     repository_name=repository,
                     digest=parsed.digest,
@@ -238,57 +255,68 @@ class ImageService:
                     subject_digest=parsed.subject.digest if parsed.subject else None,
                     artifact_type=parsed.artifact_type,
                 )
-                try:
-                    await session.insert_image(image)
+                # A duplicate is the same manifest, pushed under another tag (or none) at
+                # this moment and committed first: the push then tags that image.
+                with contextlib.suppress(DuplicateKeyError):
+                    await session.insert_image(new_image)
                     inserted = True
-                except DuplicateKeyError:
-                    # The same manifest, pushed under another tag (or none) at this moment
-                    # and committed first: tag that image.
-                    pushed_meanwhile = await session.get_image(
-                        registry_id, repository, parsed.digest
-                    )
-                    assert pushed_meanwhile is not None
-                    image, inserted = pushed_meanwhile, False
-            else:
-                image, inserted = existing, False
             if inserted:
-                # Non-distributable layers live elsewhere: only stored blobs are referenced.
-                references = [
-                    (digest, False)
-                    for digest in parsed.referenced_blob_digests
-                    if digest in blob_sizes
-                ]
-                references += [(digest, True) for digest in parsed.referenced_manifest_digests]
-                await session.add_image_references(
-                    registry_id, repository, parsed.digest, references
-                )
-                # Uploads do not say what a blob is; the manifest does (for
-                # BatchCheckLayerAvailability's mediaType).
-                descriptors = (*([parsed.config] if parsed.config else []), *parsed.layers)
-                untyped = {
-                    d.digest: d.media_type
-                    for d in descriptors
-                    if d.digest in layers and layers[d.digest].media_type is None
-                }
-                if untyped:
-                    await session.remember_layer_media_types(registry_id, repository, untyped)
+                image = new_image
+                await self._record_new_image(session, image, parsed, layers)
+            else:
+                found = await session.get_image(registry_id, repository, parsed.digest)
+                assert found is not None
+                image = found
             if tag is not None:
-                if await session.count_tags(registry_id, repository, parsed.digest) >= (
-                    MAX_TAGS_PER_IMAGE
-                ):
+                if target.tags_of_image >= MAX_TAGS_PER_IMAGE:
                     raise LimitExceededError(
                         f"The image {parsed.digest} already has the maximum of "
                         f"{MAX_TAGS_PER_IMAGE} tags."
                     )
                 await session.set_tag(registry_id, repository, tag, parsed.digest, now)
-            # Last, as it locks the repository row until the commit (see change_image_count).
-            if inserted and (
-                await session.change_image_count(registry_id, repository, +1)
-                > MAX_IMAGES_PER_REPOSITORY
-            ):
-                raise _too_many_images(repository)
         self._store.note_changes(1)
         return image
+
+    @staticmethod
+    async def _check_image_quota(
+        session: MetadataSession, registry_id: str, repository: str, target: PushTarget
+    ) -> None:
+        count = target.image_count
+        if count >= MAX_IMAGES_PER_REPOSITORY - _IN_FLIGHT_PUSHES_BOUND:
+            # Near the quota, pushes in flight (not yet in the committed count) could take
+            # the repository past it: count again, one push at a time. Far from it, the
+            # bound keeps them from reaching it.
+            count = await session.exact_image_count(registry_id, repository)
+        if count >= MAX_IMAGES_PER_REPOSITORY:
+            raise _too_many_images(repository)
+
+    @staticmethod
+    async def _record_new_image(
+        session: MetadataSession,
+        image: ImageRecord,
+        parsed: ParsedManifest,
+        layers: dict[str, LayerRecord],
+    ) -> None:
+        """What a newly inserted image adds beside its row: its references, the media
+        types of its layers, and one to the image count."""
+        registry_id, repository = image.registry_id, image.repository_name
+        # Non-distributable layers live elsewhere: only stored blobs are referenced.
+        references = [
+            (digest, False) for digest in parsed.referenced_blob_digests if digest in layers
+        ]
+        references += [(digest, True) for digest in parsed.referenced_manifest_digests]
+        await session.add_image_references(registry_id, repository, image.digest, references)
+        # Uploads do not say what a blob is; the manifest does (for
+        # BatchCheckLayerAvailability's mediaType).
+        descriptors = (*([parsed.config] if parsed.config else []), *parsed.layers)
+        untyped = {
+            d.digest: d.media_type
+            for d in descriptors
+            if d.digest in layers and layers[d.digest].media_type is None
+        }
+        if untyped:
+            await session.remember_layer_media_types(registry_id, repository, untyped)
+        await session.change_image_count(registry_id, repository, +1)
 
     async def _check_references(
         self,
@@ -358,13 +386,17 @@ class ImageService:
         """Like ``resolve`` but without recording a pull (HEAD requests, existence checks)."""
         is_digest = ":" in reference
         async with self._store.read() as session:
-            await require_repository(session, registry_id, repository)
-            digest = (
-                reference
-                if is_digest
-                else await session.digest_for_tag(registry_id, repository, reference)
+            tagged, found = await session.images_by_id(
+                registry_id,
+                repository,
+                [reference] if is_digest else [],
+                [] if is_digest else [reference],
             )
-            return await session.get_image(registry_id, repository, digest) if digest else None
+            image = found.get(reference if is_digest else tagged.get(reference, ""))
+            if image is None:
+                # An image found proves its repository exists; a miss may be either.
+                await require_repository(session, registry_id, repository)
+            return image
 
     async def require_image(
         self, registry_id: str, repository: str, image_id: ImageId
@@ -393,38 +425,37 @@ class ImageService:
     ) -> FetchedImages:
         images: list[tuple[ImageRecord, str | None]] = []
         failures: list[ImageFailure] = []
+        malformed = {i: f for i in image_ids if (f := check_image_id(i)) is not None}
+        tags = [i.tag for i in image_ids if i.tag is not None and i not in malformed]
+        digests = [i.digest for i in image_ids if i.digest is not None and i not in malformed]
         async with self._store.read() as session:
-            await require_repository(session, registry_id, repository)
-            # Two queries for the whole batch: tags to digests, then the images.
-            malformed = {i: f for i in image_ids if (f := check_image_id(i)) is not None}
-            tags = [i.tag for i in image_ids if i.tag is not None and i not in malformed]
-            tagged = await session.digests_for_tags(registry_id, repository, tags) if tags else {}
-            wanted = {i.digest for i in image_ids if i.digest is not None and i not in malformed}
-            found = await session.get_images(
-                registry_id, repository, list(wanted | set(tagged.values()))
-            )
-        seen: set[tuple[str, str | None]] = set()
-        for image_id in image_ids:
-            failure = malformed.get(image_id)
-            image: ImageRecord | None = None
-            if failure is None:
-                image, failure = self._resolve_in_batch(image_id, tagged, found)
-            if image is not None and not ecr_accepts_media_type(
-                image.media_type, accepted_media_types, by_digest=image_id.tag is None
-            ):
-                image, failure = (
-                    None,
-                    ImageFailure(
-                        image_id,
-                        "ImageNotFound",
-                        "Requested image not found in the accepted media types",
-                    ),
-                )
-            if failure is not None:
-                failures.append(failure)
-            elif image is not None and (image.digest, image_id.tag) not in seen:
-                seen.add((image.digest, image_id.tag))
-                images.append((image, image_id.tag))
+            # One query for the whole batch; the repository is only looked up on a miss
+            # (an image found proves it exists).
+            tagged, found = await session.images_by_id(registry_id, repository, digests, tags)
+            seen: set[tuple[str, str | None]] = set()
+            for image_id in image_ids:
+                failure = malformed.get(image_id)
+                image: ImageRecord | None = None
+                if failure is None:
+                    image, failure = self._resolve_in_batch(image_id, tagged, found)
+                if image is not None and not ecr_accepts_media_type(
+                    image.media_type, accepted_media_types, by_digest=image_id.tag is None
+                ):
+                    image, failure = (
+                        None,
+                        ImageFailure(
+                            image_id,
+                            "ImageNotFound",
+                            "Requested image not found in the accepted media types",
+                        ),
+                    )
+                if failure is not None:
+                    failures.append(failure)
+                elif image is not None and (image.digest, image_id.tag) not in seen:
+                    seen.add((image.digest, image_id.tag))
+                    images.append((image, image_id.tag))
+            if failures:
+                await require_repository(session, registry_id, repository)
         for image, _ in images:
             self.record_pull(registry_id, repository, image.digest)
         return FetchedImages(images, failures)
@@ -452,15 +483,13 @@ class ImageService:
     async def _lookup(
         self, session: MetadataSession, registry_id: str, repository: str, image_id: ImageId
     ) -> tuple[ImageRecord | None, ImageFailure | None]:
-        """``_resolve_in_batch`` for one id, reading only what that id needs."""
-        tagged: dict[str, str] = {}
-        digest = image_id.digest
-        if image_id.tag is not None:
-            digest = await session.digest_for_tag(registry_id, repository, image_id.tag)
-            if digest is not None:
-                tagged[image_id.tag] = digest
-        image = await session.get_image(registry_id, repository, digest) if digest else None
-        found = {image.digest: image} if image is not None else {}
+        """``_resolve_in_batch`` for one id, in one query."""
+        tagged, found = await session.images_by_id(
+            registry_id,
+            repository,
+            [image_id.digest] if image_id.digest is not None else [],
+            [image_id.tag] if image_id.tag is not None else [],
+        )
         return self._resolve_in_batch(image_id, tagged, found)
 
     def record_pull(self, registry_id: str, repository: str, digest: str) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "RepositoryService",
     "TagMutabilityFilter",
     "check_registry_access",
+    "repository_not_found",
     "require_repository",
 ]
 
@@ -82,17 +83,17 @@ async def require_repository(
     name: str,
     *,
     for_update: bool = False,
-    for_share: bool = False,
 ) -> RepositoryRecord:
-    repository = await session.get_repository(
-        registry_id, name, for_update=for_update, for_share=for_share
-    )
+    repository = await session.get_repository(registry_id, name, for_update=for_update)
     if repository is None:
-        raise RepositoryNotFoundError(
-            f"The repository with name '{name}' does not exist in the registry with id "
-            f"'{registry_id}'"
-        )
+        raise repository_not_found(registry_id, name)
     return repository
+
+
+def repository_not_found(registry_id: str, name: str) -> RepositoryNotFoundError:
+    return RepositoryNotFoundError(
+        f"The repository with name '{name}' does not exist in the registry with id '{registry_id}'"
+    )
 
 
 def _validate_resource_tags(tags: Sequence[tuple[str, str]]) -> None:

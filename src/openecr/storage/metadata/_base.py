@@ -10,6 +10,7 @@ against 40 µs for asyncpg alone), and a push runs a dozen of them.
 from __future__ import annotations
 
 import collections
+import hashlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
@@ -28,6 +29,8 @@ __all__ = [
     "Rows",
     "SqliteConnection",
     "cached",
+    "lock_key",
+    "lock_statements",
     "record_from_row",
     "select_records",
 ]
@@ -181,6 +184,27 @@ def _plan(statement: sa.Executable, dialect: Dialect, column_keys: tuple[str, ..
     return plan
 
 
+def lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock key of ``name``: 64 bits of its hash, as a signed bigint.
+
+    Keys of one bigint are a key space of their own, apart from the (namespace, hashtext)
+    pairs of ``MetadataStore.named_lock``.
+    """
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+
+
+def lock_statements(shared: Sequence[str], exclusive: Sequence[str]) -> str:
+    """SQL taking transaction-scoped advisory locks on the named keys, shared ones first.
+
+    The keys are integers computed here, so they are written into the SQL: statements
+    without parameters can ride in one message with others (see ``PostgresConnection``).
+    """
+    return "".join(
+        [f"SELECT pg_advisory_xact_lock_shared({lock_key(name)});" for name in shared]
+        + [f"SELECT pg_advisory_xact_lock({lock_key(name)});" for name in exclusive]
+    )
+
+
 class DatabaseConnection(Protocol):
     """One driver connection, inside the transaction ``MetadataStore`` opened on it."""
 
@@ -191,6 +215,10 @@ class DatabaseConnection(Protocol):
     ) -> tuple[Sequence[Any], int]: ...
 
     async def run_many(self, sql: str, parameters: list[list[Any]]) -> None: ...
+
+    async def lock(self, shared: Sequence[str], exclusive: Sequence[str]) -> None:
+        """Holds the named locks until the transaction ends; see ``lock_statements``."""
+        ...
 
 
 class SqliteConnection:
@@ -216,6 +244,9 @@ class SqliteConnection:
     async def run_many(self, sql: str, parameters: list[list[Any]]) -> None:
         self._connection.executemany(sql, parameters).close()
 
+    async def lock(self, shared: Sequence[str], exclusive: Sequence[str]) -> None:
+        """Nothing to do: the store lets one SQLite writer in at a time."""
+
 
 class PostgresConnection:
     """An asyncpg connection."""
@@ -238,6 +269,10 @@ class PostgresConnection:
 
     async def run_many(self, sql: str, parameters: list[list[Any]]) -> None:
         await self._connection.executemany(sql, parameters)
+
+    async def lock(self, shared: Sequence[str], exclusive: Sequence[str]) -> None:
+        if shared or exclusive:
+            await self._connection.execute(lock_statements(shared, exclusive))
 
 
 _INTEGRITY_ERRORS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)
@@ -288,15 +323,18 @@ class QueryBase:
         raw_rows, _ = await self._conn.run(sql, values, True)
         return raw_rows
 
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        """An INSERT with the dialect's ON CONFLICT clauses (both dialects have them)."""
+        module = postgresql if self._conn.dialect.name == "postgresql" else sqlite
+        return module.insert(table)
+
     async def _insert(self, table: sa.Table, values: dict[str, Any]) -> None:
         """Inserts one row; ``DuplicateKeyError`` if its key exists. The conflict is
         skipped by the statement itself, so the transaction stays usable (PostgreSQL would
         otherwise abort it) without the two round trips of a savepoint."""
-        dialect = self._conn.dialect.name
-        module = postgresql if dialect == "postgresql" else sqlite
         statement = cached(
-            f"insert:{table.name}:{dialect}",
-            lambda: module.insert(table).on_conflict_do_nothing(),
+            f"insert:{table.name}:{self._conn.dialect.name}",
+            lambda: self._dialect_insert(table).on_conflict_do_nothing(),
         )
         try:
             inserted = await self._execute(statement, values)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -62,8 +63,18 @@ repositories = Table(
     Column("policy_text", Text),
     Column("lifecycle_policy_text", Text),
     Column("lifecycle_evaluated_at", Float),
-    # Maintained with every image insert and delete (migration 0004).
-    Column("image_count", Integer, nullable=False, server_default="0"),
+)
+
+# A repository's image count is the sum of its rows here, kept in step with every image
+# insert and delete. Concurrent pushes add to different rows ("shards") so that they do not
+# queue on one row lock (migration 0006).
+repository_image_counts = Table(
+    "repository_image_counts",
+    metadata,
+    Column("registry_id", String(12), primary_key=True),
+    Column("repository_name", String(256), primary_key=True),
+    Column("shard", SmallInteger, primary_key=True),
+    Column("image_count", BigInteger, nullable=False),
 )
 
 repository_tags = Table(

@@ -45,7 +45,17 @@ class RepositoryRecord:
     policy_text: str | None = None
     lifecycle_policy_text: str | None = None
     lifecycle_evaluated_at: float | None = None
-    image_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PushTarget:
+    """What a push checks before it writes, read in one statement (``push_target``)."""
+
+    repository: RepositoryRecord
+    image_count: int  # the committed count; see ``exact_image_count``
+    image_exists: bool  # the pushed manifest is already an image of the repository
+    tag_digest: str | None  # the image the pushed tag names now, if any
+    tags_of_image: int  # how many tags the pushed manifest's image has
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ write transactions are serialised:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -38,6 +39,7 @@ from openecr.storage.metadata._base import (
     PostgresConnection,
     SqliteConnection,
     cached,
+    lock_statements,
     record_from_row,
     select_records,
 )
@@ -50,7 +52,14 @@ from openecr.storage.metadata.records import (
     RepositoryRecord,
 )
 
-__all__ = ["DuplicateKeyError", "MetadataSession", "MetadataStore", "to_async_url"]
+__all__ = [
+    "DuplicateKeyError",
+    "MetadataSession",
+    "MetadataStore",
+    "repository_lock",
+    "tag_lock",
+    "to_async_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +76,16 @@ def to_async_url(url: str) -> str:
         if url.startswith(prefix):
             return driver + url[len(prefix) :]
     return url
+
+
+def repository_lock(registry_id: str, repository: str) -> str:
+    """The lock name a push holds shared, and deletions and settings changes exclusively."""
+    return f"repository:{registry_id}/{repository}"
+
+
+def tag_lock(registry_id: str, repository: str, tag: str) -> str:
+    """The lock name that serialises the pushes of one tag."""
+    return f"tag:{registry_id}/{repository}:{tag}"
 
 
 def _apply_migrations(connection: Connection) -> None:
@@ -163,23 +182,21 @@ class MetadataSession(ImageQueries):
         await self._insert(t.repositories, asdict(repository))
 
     async def get_repository(
-        self, registry_id: str, name: str, *, for_update: bool = False, for_share: bool = False
+        self, registry_id: str, name: str, *, for_update: bool = False
     ) -> RepositoryRecord | None:
-        """The repository, optionally locked until the transaction ends (PostgreSQL; SQLite
-        has one writer anyway): ``for_update`` excludes every other locker, ``for_share``
-        only those that update it, so pushes into one repository run side by side while a
-        deletion or a settings change waits for them, and they for it."""
+        """The repository; ``for_update`` locks it until the transaction ends against every
+        other writer of it, pushes included (they hold its ``repository_lock`` shared)."""
+        if for_update:
+            await self._conn.lock((), (repository_lock(registry_id, name),))
 
         def build() -> sa.Select[Any]:
             query = select_records(t.repositories, RepositoryRecord).where(
                 t.repositories.c.registry_id == sa.bindparam("registry_id"),
                 t.repositories.c.name == sa.bindparam("name"),
             )
-            if for_update:
-                return query.with_for_update()
-            return query.with_for_update(read=True, key_share=True) if for_share else query
+            return query.with_for_update() if for_update else query
 
-        statement = cached(f"get_repository:{for_update}:{for_share}", build)
+        statement = cached(f"get_repository:{for_update}", build)
         row = (await self._execute(statement, {"registry_id": registry_id, "name": name})).first()
         return None if row is None else record_from_row(RepositoryRecord, row)
 
@@ -236,6 +253,7 @@ class MetadataSession(ImageQueries):
             t.repository_tags,
             t.repository_layers,
             t.lifecycle_previews,
+            t.repository_image_counts,
         ):
             await self._execute(
                 table.delete().where(
@@ -256,19 +274,6 @@ class MetadataSession(ImageQueries):
             .order_by(t.repositories.c.registry_id, t.repositories.c.name)
         )
         return [(row.registry_id, row.name, row.lifecycle_policy_text) for row in rows]
-
-    async def count_images(self, registry_id: str, repository_name: str) -> int:
-        statement = cached(
-            "count_images",
-            lambda: sa.select(t.repositories.c.image_count).where(
-                t.repositories.c.registry_id == sa.bindparam("registry_id"),
-                t.repositories.c.name == sa.bindparam("repository"),
-            ),
-        )
-        count = await self._scalar(
-            statement, {"registry_id": registry_id, "repository": repository_name}
-        )
-        return int(count or 0)
 
     # -- repository resource tags ---------------------------------------------------------
 
@@ -521,11 +526,25 @@ class MetadataStore:
             sync_conn.rollback()
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[MetadataSession]:
-        """A read-write transaction, committed when the block exits without an error."""
+    async def write(
+        self, *, shared_locks: Sequence[str] = (), exclusive_locks: Sequence[str] = ()
+    ) -> AsyncIterator[MetadataSession]:
+        """A read-write transaction, committed when the block exits without an error.
+
+        On PostgreSQL it starts holding the named locks (see ``repository_lock`` and
+        ``tag_lock``), taken in the message that begins it; SQLite has one writer anyway.
+        """
         if self._postgres is not None:
-            async with self._postgres.acquire() as conn, conn.transaction():
-                yield MetadataSession(PostgresConnection(conn, self._dialect))
+            async with self._postgres.acquire() as conn:
+                await conn.execute("BEGIN;" + lock_statements(shared_locks, exclusive_locks))
+                try:
+                    yield MetadataSession(PostgresConnection(conn, self._dialect))
+                except BaseException:
+                    # A connection that cannot roll back is ended by the pool's reset.
+                    with contextlib.suppress(Exception):
+                        await conn.execute("ROLLBACK")
+                    raise
+                await conn.execute("COMMIT")
             return
         assert self._sqlite is not None
         # SQLite has one writer at a time: serialise them here instead of colliding on
