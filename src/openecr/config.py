@@ -43,6 +43,16 @@ class Settings:
             "Default: SQLite in the data directory."
         },
     )
+    # Fewer concurrent transactions than requests in flight waste less of the database
+    # server's CPU on contention and switching: on 2 cores, 10 connections served 20-25%
+    # more pushes and listings than 30 did.
+    database_pool_size: int = field(
+        default=10,
+        metadata={
+            "help": "PostgreSQL connections one server process runs its queries on, at most "
+            "(two to four per database core, shared by all replicas, is a good start)."
+        },
+    )
     public_url: str | None = field(
         default=None,
         metadata={
@@ -154,6 +164,9 @@ class Settings:
         for name in ("lifecycle_interval", "gc_interval", "gc_grace", "upload_expiry"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.database_pool_size < 1:
+            size = self.database_pool_size
+            raise ConfigError(f"database_pool_size must be at least 1, got {size}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be between 1 and 65535, got {self.port}")
         if (self.access_key_id is None) != (self.secret_access_key is None):

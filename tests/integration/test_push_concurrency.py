@@ -7,16 +7,19 @@ sharded image counters); on SQLite they queue. The outcomes must be the same.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 from ecr_helpers import make_ecr_client, raises_ecr
-from harness import ServerProcess
+from harness import ServerProcess, postgres_database
 from images import build_image, canonical_json
 from lifecycle_gc_helpers import SeedImage, Storage, fake_digest, seed_images
-from oci_helpers import ecr_push
+from oci_helpers import ecr_push, ecr_upload_layer
 
 from openecr.services.images import MAX_IMAGES_PER_REPOSITORY
 
@@ -25,12 +28,15 @@ PUSHERS = 8
 ResultT = TypeVar("ResultT")
 
 
-def in_parallel(server: ServerProcess, calls: list[Callable[[Any], ResultT]]) -> list[ResultT]:
-    """Runs each call with its own boto3 client, all at once, in order of the list."""
+def in_parallel(
+    server: ServerProcess, calls: list[Callable[[Any], ResultT]], timeout: float = 120
+) -> list[ResultT]:
+    """Runs the calls on ``PUSHERS`` threads, each thread with a boto3 client of its own;
+    the results in order of the list."""
     clients = [make_ecr_client(server.url) for _ in range(PUSHERS)]
     with ThreadPoolExecutor(PUSHERS) as pool:
         futures = [pool.submit(call, clients[i % PUSHERS]) for i, call in enumerate(calls)]
-        return [future.result() for future in futures]
+        return [future.result(timeout=timeout) for future in futures]
 
 
 def manifest_variants(ecr: Any, repository: str, count: int) -> list[str]:
@@ -158,3 +164,36 @@ def test_the_image_quota_holds_against_concurrent_pushes(
     deleted = ecr.batch_delete_image(repositoryName=repo, imageIds=[{"imageTag": accepted_tag}])
     assert not deleted["failures"]
     ecr.put_image(repositoryName=repo, imageManifest=refused)
+
+
+@pytest.fixture
+def small_pool_server(backend: str, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server allowed two metadata connections: far fewer than requests in flight."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_database()) if backend == "postgres" else None
+        process = ServerProcess(
+            tmp_path / "data", database_url=url, extra_args=["--database-pool-size", "2"]
+        ).start()
+        stack.callback(process.kill)
+        yield process
+
+
+def test_uploads_of_one_layer_racing_on_a_small_pool_all_finish(
+    small_pool_server: ServerProcess,
+) -> None:
+    """Completing an upload holds the blob's lock while it writes; lock waiters must not
+    take the connections the holder needs (it would wait for them forever)."""
+    ecr = make_ecr_client(small_pool_server.url)
+    ecr.create_repository(repositoryName="race/layers")
+    image = build_image(layers=1, layer_size=4096)
+    layer = image.layers[0].data
+
+    def upload(client: Any) -> str:
+        return outcome(lambda: ecr_upload_layer(client, "race/layers", layer))
+
+    results = in_parallel(small_pool_server, [upload] * 16, timeout=60)
+    # Each upload either published the layer or found it already there.
+    assert set(results) <= {"ok", "LayerAlreadyExistsException"}, results
+    assert "ok" in results
+    ecr_push(ecr, "race/layers", image, tag="done")
+    assert listed(ecr, "race/layers") == {(image.digest, "done")}

@@ -59,7 +59,9 @@ class Services:
 
     @classmethod
     async def start(cls, settings: Settings) -> Services:
-        store = await MetadataStore.open(settings.effective_database_url)
+        store = await MetadataStore.open(
+            settings.effective_database_url, pool_size=settings.database_pool_size
+        )
         blobs = open_blob_store(settings)
         images = ImageService(store)
         return cls(

@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
+# Connections that hold advisory locks: the scheduled jobs' and blobs' (``named_lock``).
+_LOCK_POOL_SIZE = 10
+
 
 def to_async_url(url: str) -> str:
     """Maps the user-facing database URL to the async driver SQLAlchemy should use."""
@@ -413,11 +416,13 @@ class MetadataStore:
         *,
         sqlite_engine: Engine | None = None,
         postgres_pool: asyncpg.Pool | None = None,
+        postgres_lock_pool: asyncpg.Pool | None = None,
         dialect: Dialect,
         wal_path: Path | None = None,
     ) -> None:
         self._sqlite = sqlite_engine
         self._postgres = postgres_pool
+        self._postgres_locks = postgres_lock_pool
         self._dialect = dialect
         # SQLite: other processes on the same file (an `openecr gc` beside the server) are
         # excluded by file locks in this directory.
@@ -434,8 +439,13 @@ class MetadataStore:
         return self._dialect.name
 
     @classmethod
-    async def open(cls, url: str) -> MetadataStore:
-        """Connects to ``url`` (sqlite:///PATH or postgresql://...) and migrates the schema."""
+    async def open(cls, url: str, *, pool_size: int) -> MetadataStore:
+        """Connects to ``url`` (sqlite:///PATH or postgresql://...) and migrates the schema.
+
+        PostgreSQL: ``pool_size`` connections at most run the queries; the locks of
+        ``named_lock`` and ``try_job_lock`` hold connections of a pool of their own, so
+        that waiting for a lock never takes a connection its holder needs to finish.
+        """
         if url.startswith("sqlite:///"):
             database = Path(url.removeprefix("sqlite:///"))
             database.parent.mkdir(parents=True, exist_ok=True)
@@ -463,13 +473,16 @@ class MetadataStore:
             await engine.dispose()
         pool = await asyncpg.create_pool(
             _asyncpg_dsn(url),
-            min_size=2,
-            max_size=30,
+            min_size=min(2, pool_size),
+            max_size=pool_size,
             max_queries=1_000_000,
             statement_cache_size=1024,
             reset=_end_open_transaction,
         )
-        return cls(postgres_pool=pool, dialect=engine.dialect)
+        lock_pool = await asyncpg.create_pool(
+            _asyncpg_dsn(url), min_size=0, max_size=_LOCK_POOL_SIZE, reset=_end_open_transaction
+        )
+        return cls(postgres_pool=pool, postgres_lock_pool=lock_pool, dialect=engine.dialect)
 
     def note_changes(self, rows: int) -> None:
         """Counts changed rows; after many, refreshes the planner statistics in the
@@ -509,6 +522,8 @@ class MetadataStore:
     async def close(self) -> None:
         if self._postgres is not None:
             await self._postgres.close()
+        if self._postgres_locks is not None:
+            await self._postgres_locks.close()
         if self._sqlite is not None:
             self._sqlite.dispose()
 
@@ -572,8 +587,8 @@ class MetadataStore:
         released when the holder finishes or its connection dies. SQLite: an in-process
         lock plus a file lock for other processes on the same data directory.
         """
-        if self._postgres is not None:
-            async with _advisory_lock(self._postgres, name, wait=True):
+        if self._postgres_locks is not None:
+            async with _advisory_lock(self._postgres_locks, name, wait=True):
                 yield
             return
         lock = self._local_locks.setdefault(name, asyncio.Lock())
@@ -598,8 +613,8 @@ class MetadataStore:
     async def try_job_lock(self, job: str) -> AsyncIterator[bool]:
         """Yields True to the one process (of all sharing the database) that may run ``job``
         now; a holder that dies releases it with its connection."""
-        if self._postgres is not None:
-            async with _advisory_lock(self._postgres, f"job:{job}", wait=False) as acquired:
+        if self._postgres_locks is not None:
+            async with _advisory_lock(self._postgres_locks, f"job:{job}", wait=False) as acquired:
                 yield acquired
             return
         lock = self._local_locks.setdefault(f"job:{job}", asyncio.Lock())
