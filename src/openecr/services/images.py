@@ -6,7 +6,6 @@ An image pushed through either API is visible through both: both call ``put_imag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
@@ -41,7 +40,6 @@ from openecr.storage.metadata.records import (
     RepositoryRecord,
 )
 from openecr.storage.metadata.store import (
-    DuplicateKeyError,
     MetadataSession,
     MetadataStore,
     repository_lock,
@@ -105,6 +103,13 @@ def _too_many_images(repository: str) -> LimitExceededError:
         f"The repository '{repository}' already holds the maximum of "
         f"{MAX_IMAGES_PER_REPOSITORY} images."
     )
+
+
+def _references(parsed: ParsedManifest, layers: dict[str, LayerRecord]) -> list[tuple[str, bool]]:
+    """What an image needs kept, as (digest, is a manifest). Non-distributable layers live
+    elsewhere: only stored blobs are referenced."""
+    references = [(digest, False) for digest in parsed.referenced_blob_digests if digest in layers]
+    return references + [(digest, True) for digest in parsed.referenced_manifest_digests]
 
 
 def _image_not_found(registry_id: str, repository: str, image_id: ImageId) -> ImageNotFoundError:
@@ -255,14 +260,12 @@ class ImageService:
                     subject_digest=parsed.subject.digest if parsed.subject else None,
                     artifact_type=parsed.artifact_type,
                 )
-                # A duplicate is the same manifest, pushed under another tag (or none) at
-                # this moment and committed first: the push then tags that image.
-                with contextlib.suppress(DuplicateKeyError):
-                    await session.insert_image(new_image)
-                    inserted = True
+                # False when the same manifest, pushed under another tag (or none) at this
+                # moment, committed first: the push then tags that image.
+                inserted = await session.add_image(new_image, _references(parsed, layers))
             if inserted:
                 image = new_image
-                await self._record_new_image(session, image, parsed, layers)
+                await self._remember_layer_media_types(session, image, parsed, layers)
             else:
                 found = await session.get_image(registry_id, repository, parsed.digest)
                 assert found is not None
@@ -291,23 +294,14 @@ class ImageService:
             raise _too_many_images(repository)
 
     @staticmethod
-    async def _record_new_image(
+    async def _remember_layer_media_types(
         session: MetadataSession,
         image: ImageRecord,
         parsed: ParsedManifest,
         layers: dict[str, LayerRecord],
     ) -> None:
-        """What a newly inserted image adds beside its row: its references, the media
-        types of its layers, and one to the image count."""
-        registry_id, repository = image.registry_id, image.repository_name
-        # Non-distributable layers live elsewhere: only stored blobs are referenced.
-        references = [
-            (digest, False) for digest in parsed.referenced_blob_digests if digest in layers
-        ]
-        references += [(digest, True) for digest in parsed.referenced_manifest_digests]
-        await session.add_image_references(registry_id, repository, image.digest, references)
-        # Uploads do not say what a blob is; the manifest does (for
-        # BatchCheckLayerAvailability's mediaType).
+        """Uploads do not say what a blob is; a new image's manifest does (for
+        BatchCheckLayerAvailability's mediaType)."""
         descriptors = (*([parsed.config] if parsed.config else []), *parsed.layers)
         untyped = {
             d.digest: d.media_type
@@ -315,8 +309,9 @@ class ImageService:
             if d.digest in layers and layers[d.digest].media_type is None
         }
         if untyped:
-            await session.remember_layer_media_types(registry_id, repository, untyped)
-        await session.change_image_count(registry_id, repository, +1)
+            await session.remember_layer_media_types(
+                image.registry_id, image.repository_name, untyped
+            )
 
     async def _check_references(
         self,

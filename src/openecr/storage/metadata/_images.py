@@ -31,7 +31,7 @@ __all__ = ["ImageQueries"]
 _NO_LIMIT = 2**31 - 1
 
 # Concurrent pushes into one repository add to this many counter rows (PostgreSQL).
-_IMAGE_COUNT_SHARDS = 16
+_IMAGE_COUNT_SHARDS = 64
 
 
 def _in_repository(table: sa.Table, registry_id: str, repository: str) -> sa.ColumnElement[bool]:
@@ -53,6 +53,60 @@ def _tag_of_image() -> sa.ColumnElement[bool]:
         t.image_tags.c.repository_name == t.images.c.repository_name,
         t.image_tags.c.digest == t.images.c.digest,
     )
+
+
+def _image_row(image: ImageRecord) -> dict[str, Any]:
+    return {
+        "registry_id": image.registry_id,
+        "repository_name": image.repository_name,
+        "digest": image.digest,
+        "manifest": image.manifest,
+        "media_type": image.media_type,
+        "artifact_media_type": image.artifact_media_type,
+        "size_bytes": image.size_bytes,
+        "pushed_at": image.pushed_at,
+        "last_pulled_at": image.last_pulled_at,
+        "subject_digest": image.subject_digest,
+        "artifact_type": image.artifact_type,
+    }
+
+
+# ``ImageQueries.add_image`` on PostgreSQL: the image row, its references and its count in
+# one statement. Nothing but the image row is written when that row exists already.
+_ADD_IMAGE = sa.text(
+    """
+    WITH new_image AS (
+        INSERT INTO images (registry_id, repository_name, digest, manifest, media_type,
+                            artifact_media_type, size_bytes, pushed_at, last_pulled_at,
+                            subject_digest, artifact_type)
+        VALUES (:registry_id, :repository_name, :digest, :manifest, :media_type,
+                :artifact_media_type, :size_bytes, :pushed_at, :last_pulled_at,
+                :subject_digest, :artifact_type)
+        ON CONFLICT DO NOTHING
+        RETURNING digest
+    ), new_references AS (
+        INSERT INTO image_references (registry_id, repository_name, image_digest,
+                                      referenced_digest, is_manifest)
+        SELECT :registry_id, :repository_name, new_image.digest, reference.digest,
+               reference.is_manifest
+        FROM new_image,
+             unnest(CAST(:reference_digests AS varchar[]), CAST(:reference_kinds AS boolean[]))
+                 AS reference(digest, is_manifest)
+    ), counted AS (
+        INSERT INTO repository_image_counts (registry_id, repository_name, shard, image_count)
+        SELECT :registry_id, :repository_name, :shard, 1 FROM new_image
+        ON CONFLICT (registry_id, repository_name, shard)
+        DO UPDATE SET image_count = repository_image_counts.image_count + 1
+    )
+    SELECT count(*) FROM new_image
+    """
+).bindparams(
+    sa.bindparam("manifest", type_=sa.LargeBinary),
+    sa.bindparam("size_bytes", type_=sa.BigInteger),
+    sa.bindparam("pushed_at", type_=sa.Float),
+    sa.bindparam("last_pulled_at", type_=sa.Float),
+    sa.bindparam("shard", type_=sa.SmallInteger),
+)
 
 
 class ImageQueries(QueryBase):
@@ -220,23 +274,40 @@ class ImageQueries(QueryBase):
         )
         return {row.referenced_digest for row in rows}
 
-    async def insert_image(self, image: ImageRecord) -> None:
-        await self._insert(
-            t.images,
+    async def add_image(self, image: ImageRecord, references: Sequence[tuple[str, bool]]) -> bool:
+        """Inserts the image with its references, (digest, is a manifest), and counts it;
+        False, changing nothing, if the repository has that image already.
+
+        PostgreSQL does it in one statement (a push's round trips are most of its cost).
+        """
+        distinct = dict(references)
+        if self._conn.dialect.name == "postgresql":
+            parameters = {
+                **_image_row(image),
+                "reference_digests": list(distinct),
+                "reference_kinds": list(distinct.values()),
+                "shard": random.randrange(_IMAGE_COUNT_SHARDS),
+            }
+            added = await self._scalar(cached("add_image", lambda: _ADD_IMAGE), parameters)
+            return bool(added)
+        try:
+            await self._insert(t.images, _image_row(image))
+        except DuplicateKeyError:
+            return False
+        rows = [
             {
                 "registry_id": image.registry_id,
                 "repository_name": image.repository_name,
-                "digest": image.digest,
-                "manifest": image.manifest,
-                "media_type": image.media_type,
-                "artifact_media_type": image.artifact_media_type,
-                "size_bytes": image.size_bytes,
-                "pushed_at": image.pushed_at,
-                "last_pulled_at": image.last_pulled_at,
-                "subject_digest": image.subject_digest,
-                "artifact_type": image.artifact_type,
-            },
-        )
+                "image_digest": image.digest,
+                "referenced_digest": digest,
+                "is_manifest": is_manifest,
+            }
+            for digest, is_manifest in distinct.items()
+        ]
+        if rows:
+            await self._execute(cached("insert:image_references", t.image_references.insert), rows)
+        await self.change_image_count(image.registry_id, image.repository_name, +1)
+        return True
 
     async def push_target(
         self, registry_id: str, repository: str, digest: str, tag: str | None
@@ -404,26 +475,6 @@ class ImageQueries(QueryBase):
         )
         if deleted.rowcount:
             await self.change_image_count(registry_id, repository, -deleted.rowcount)
-
-    async def add_image_references(
-        self,
-        registry_id: str,
-        repository: str,
-        image_digest: str,
-        references: Iterable[tuple[str, bool]],
-    ) -> None:
-        rows = [
-            {
-                "registry_id": registry_id,
-                "repository_name": repository,
-                "image_digest": image_digest,
-                "referenced_digest": digest,
-                "is_manifest": is_manifest,
-            }
-            for digest, is_manifest in dict(references).items()
-        ]
-        if rows:
-            await self._execute(cached("insert:image_references", t.image_references.insert), rows)
 
     async def indexes_referencing(
         self, registry_id: str, repository: str, manifest_digest: str
