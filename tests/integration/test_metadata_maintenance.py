@@ -26,7 +26,7 @@ def test_scheduled_refresh_vacuums_when_autovacuum_is_off() -> None:
     with postgres_database() as url:
 
         async def refresh(vacuum: bool) -> None:
-            store = await MetadataStore.open(url)
+            store = await MetadataStore.open(url, pool_size=2)
             try:
                 await store.refresh_statistics(vacuum=vacuum)
             finally:

@@ -73,8 +73,9 @@ def _image_row(image: ImageRecord) -> dict[str, Any]:
 
 # ``ImageQueries.add_image`` on PostgreSQL: the image row, its references and its count in
 # one statement. Nothing but the image row is written when that row exists already.
-_ADD_IMAGE = sa.text(
-    """
+_ADD_IMAGE = (
+    sa.text(
+        """
     WITH new_image AS (
         INSERT INTO images (registry_id, repository_name, digest, manifest, media_type,
                             artifact_media_type, size_bytes, pushed_at, last_pulled_at,
@@ -98,14 +99,17 @@ _ADD_IMAGE = sa.text(
         ON CONFLICT (registry_id, repository_name, shard)
         DO UPDATE SET image_count = repository_image_counts.image_count + 1
     )
-    SELECT count(*) FROM new_image
+    SELECT count(*) AS added FROM new_image
     """
-).bindparams(
-    sa.bindparam("manifest", type_=sa.LargeBinary),
-    sa.bindparam("size_bytes", type_=sa.BigInteger),
-    sa.bindparam("pushed_at", type_=sa.Float),
-    sa.bindparam("last_pulled_at", type_=sa.Float),
-    sa.bindparam("shard", type_=sa.SmallInteger),
+    )
+    .bindparams(
+        sa.bindparam("manifest", type_=sa.LargeBinary),
+        sa.bindparam("size_bytes", type_=sa.BigInteger),
+        sa.bindparam("pushed_at", type_=sa.Float),
+        sa.bindparam("last_pulled_at", type_=sa.Float),
+        sa.bindparam("shard", type_=sa.SmallInteger),
+    )
+    .columns(sa.column("added", sa.Integer))
 )
 
 
