@@ -81,11 +81,12 @@ class Rows:
     """The outcome of one statement: its rows (tuples that also name their columns) and,
     for INSERT/UPDATE/DELETE, how many rows it changed."""
 
-    __slots__ = ("rowcount", "rows")
+    __slots__ = ("has_columns", "rowcount", "rows")
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
+    def __init__(self, rows: list[Any], rowcount: int, *, has_columns: bool = False) -> None:
         self.rows = rows
         self.rowcount = rowcount
+        self.has_columns = has_columns  # the statement declares result columns
 
     def __iter__(self) -> Any:
         return iter(self.rows)
@@ -94,6 +95,9 @@ class Rows:
         return self.rows[0] if self.rows else None
 
     def scalar(self) -> Any:
+        # A statement without declared columns (a bare ``sa.text``) is run for its row
+        # count and never returns rows: reading a value from it is a bug, not a None.
+        assert self.has_columns, "the statement declares no result columns"
         return self.rows[0][0] if self.rows else None
 
 
@@ -299,7 +303,7 @@ class QueryBase:
         plan = _plan(statement, dialect, tuple(sorted(parameters or ())) or None)
         sql, values = plan.positional(parameters)
         raw_rows, rowcount = await self._conn.run(sql, values, plan.row_class is not None)
-        return Rows(plan.rows(raw_rows), rowcount)
+        return Rows(plan.rows(raw_rows), rowcount, has_columns=plan.row_class is not None)
 
     async def _scalar(
         self, statement: sa.Executable, parameters: dict[str, Any] | None = None
