@@ -62,8 +62,8 @@ MAX_IMAGES_PER_REPOSITORY = 100_000
 _DIGEST = re.compile(r"[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+")
 _PULL_FLUSH_SECONDS = 1.0
 # Pushes that may be in flight at once into one repository, across every replica (each
-# holds at most 30 database connections). Within this many images of the quota, pushes
-# count the repository's images one at a time (see ``_check_image_quota``).
+# runs at most --database-pool-size transactions, 10 by default). Within this many images
+# of the quota, pushes count the repository's images one at a time (_check_image_quota).
 _IN_FLIGHT_PUSHES_BOUND = 1_000
 
 
@@ -110,6 +110,11 @@ def _references(parsed: ParsedManifest, layers: dict[str, LayerRecord]) -> list[
     elsewhere: only stored blobs are referenced."""
     references = [(digest, False) for digest in parsed.referenced_blob_digests if digest in layers]
     return references + [(digest, True) for digest in parsed.referenced_manifest_digests]
+
+
+def _reference_id(reference: str) -> ImageId:
+    """The image id a /v2/ reference names: a digest (it has a colon) or a tag."""
+    return ImageId(digest=reference) if ":" in reference else ImageId(tag=reference)
 
 
 def _image_not_found(registry_id: str, repository: str, image_id: ImageId) -> ImageNotFoundError:
@@ -372,22 +377,16 @@ class ImageService:
         """The image a tag or digest names; records the pull."""
         image = await self.find(registry_id, repository, reference)
         if image is None:
-            image_id = ImageId(digest=reference) if ":" in reference else ImageId(tag=reference)
-            raise _image_not_found(registry_id, repository, image_id)
+            raise _image_not_found(registry_id, repository, _reference_id(reference))
         self.record_pull(registry_id, repository, image.digest)
         return image
 
     async def find(self, registry_id: str, repository: str, reference: str) -> ImageRecord | None:
         """Like ``resolve`` but without recording a pull (HEAD requests, existence checks)."""
-        is_digest = ":" in reference
         async with self._store.read() as session:
-            tagged, found = await session.images_by_id(
-                registry_id,
-                repository,
-                [reference] if is_digest else [],
-                [] if is_digest else [reference],
+            image, _ = await self._lookup(
+                session, registry_id, repository, _reference_id(reference)
             )
-            image = found.get(reference if is_digest else tagged.get(reference, ""))
             if image is None:
                 # An image found proves its repository exists; a miss may be either.
                 await require_repository(session, registry_id, repository)

@@ -55,6 +55,14 @@ def _tag_of_image() -> sa.ColumnElement[bool]:
     )
 
 
+def _committed_image_count() -> sa.Select[Any]:
+    """The image count of the bound repository: the sum of its counter rows."""
+    counts = t.repository_image_counts
+    return sa.select(sa.func.coalesce(sa.func.sum(counts.c.image_count), 0)).where(
+        _in_bound_repository(counts)
+    )
+
+
 def _image_row(image: ImageRecord) -> dict[str, Any]:
     return {
         "registry_id": image.registry_id,
@@ -325,11 +333,7 @@ class ImageQueries(QueryBase):
                 t.repositories.c.registry_id == sa.bindparam("registry_id"),
                 t.repositories.c.name == sa.bindparam("repository"),
             )
-            image_count = (
-                sa.select(sa.func.coalesce(sa.func.sum(t.repository_image_counts.c.image_count), 0))
-                .where(_in_bound_repository(t.repository_image_counts))
-                .scalar_subquery()
-            )
+            image_count = _committed_image_count().scalar_subquery()
             image_exists = sa.exists().where(
                 _in_bound_repository(t.images), t.images.c.digest == sa.bindparam("digest")
             )
@@ -373,12 +377,7 @@ class ImageQueries(QueryBase):
 
     async def count_images(self, registry_id: str, repository: str) -> int:
         """The repository's image count as committed when the statement starts."""
-        statement = cached(
-            "count_images",
-            lambda: sa.select(
-                sa.func.coalesce(sa.func.sum(t.repository_image_counts.c.image_count), 0)
-            ).where(_in_bound_repository(t.repository_image_counts)),
-        )
+        statement = cached("count_images", _committed_image_count)
         parameters = {"registry_id": registry_id, "repository": repository}
         return int(await self._scalar(statement, parameters) or 0)
 
@@ -581,8 +580,11 @@ class ImageQueries(QueryBase):
                 # Every tag row is an entry: the tag index alone answers.
                 query = sa.select(tags.c.digest, tags.c.tag).where(_in_bound_repository(tags))
             else:
-                query = sa.select(images.c.digest, sa.null().label("tag")).where(
-                    _in_bound_repository(images), ~sa.exists().where(_tag_of_image())
+                query = self._tag_status_filter(
+                    sa.select(images.c.digest, sa.null().label("tag")).where(
+                        _in_bound_repository(images)
+                    ),
+                    "UNTAGGED",
                 )
             digest: sa.ColumnElement[Any]
             tag: sa.ColumnElement[Any]
